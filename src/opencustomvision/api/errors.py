@@ -1,0 +1,61 @@
+"""CustomVisionError answers: the spec's code in the body, the HTTP status a client expects."""
+
+from __future__ import annotations
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from opencustomvision.api.negotiation import render
+from opencustomvision.api.schemas import CustomVisionError
+from opencustomvision.domain.errors import DomainError
+
+_STATUS_BY_EXACT_CODE = {
+    "UnsupportedMediaType": 415,
+    "NotFoundApimSubscription": 401,
+    "BadRequestNotSupported": 501,
+    "BadRequestTrainingAlreadyInProgress": 409,
+}
+_STATUS_BY_PREFIX = (("BadRequest", 400), ("Forbidden", 403), ("NotFound", 404), ("Conflict", 409))
+
+
+def status_for(code: str) -> int:
+    if code in _STATUS_BY_EXACT_CODE:
+        return _STATUS_BY_EXACT_CODE[code]
+    for prefix, status in _STATUS_BY_PREFIX:
+        if code.startswith(prefix):
+            return status
+    return 500
+
+
+def error_response(request: Request, code: str, message: str, status: int | None = None) -> Response:
+    return render(request, CustomVisionError(code=code, message=message), status=status or status_for(code))
+
+
+async def domain_error_handler(request: Request, error: Exception) -> Response:
+    assert isinstance(error, DomainError)
+    return error_response(request, error.code, error.message)
+
+
+def _describe(errors: list) -> str:  # type: ignore[type-arg]
+    parts = []
+    for error in errors[:5]:
+        location = ".".join(str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path"))
+        parts.append(f"{location}: {error.get('msg')}" if location else str(error.get("msg")))
+    return "; ".join(parts)
+
+
+async def validation_error_handler(request: Request, error: Exception) -> Response:
+    assert isinstance(error, (RequestValidationError, ValidationError))
+    return error_response(request, "BadRequest", f"Invalid request: {_describe(error.errors())}")
+
+
+async def http_error_handler(request: Request, error: Exception) -> Response:
+    assert isinstance(error, StarletteHTTPException)
+    if error.status_code == 404:
+        return error_response(request, "NotFound", f"No operation at {request.url.path}.")
+    if error.status_code == 405:
+        return error_response(request, "BadRequestNotSupported", f"{request.method} is not supported on {request.url.path}.", 405)
+    return error_response(request, "BadRequest", str(error.detail), error.status_code)

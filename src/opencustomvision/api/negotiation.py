@@ -1,0 +1,56 @@
+"""JSON or XML, both ways: bodies by Content-Type, answers by Accept."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from fastapi import Request
+from pydantic import BaseModel, ValidationError
+from starlette.responses import Response
+
+from opencustomvision.api.xml import XmlBodyError, dump_xml, is_xml_content_type, load_xml, wants_xml
+from opencustomvision.domain.errors import DomainError
+
+Model = TypeVar("Model", bound=BaseModel)
+Answer = BaseModel | list[BaseModel] | int | None
+JSON_TYPES = ("application/json", "text/json", "application/x-www-form-urlencoded")
+
+
+def _jsonable(value: Answer) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", by_alias=True, exclude_none=True)
+    if isinstance(value, list):
+        return [_jsonable(item) for item in value]
+    return value
+
+
+def render(request: Request, value: Answer, *, status: int = 200) -> Response:
+    accept = request.headers.get("accept")
+    if wants_xml(accept):
+        media_type = "text/xml" if "text/xml" in (accept or "") and "application/xml" not in (accept or "") else "application/xml"
+        return Response(dump_xml(value), status_code=status, media_type=media_type)
+    body = json.dumps(_jsonable(value), separators=(",", ":"), ensure_ascii=False).encode()
+    return Response(body, status_code=status, media_type="application/json; charset=utf-8")
+
+
+def media_type_of(request: Request) -> str:
+    return (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+
+
+async def read_body(request: Request, model: type[Model]) -> Model:
+    """The request body as ``model``, from JSON or XML; refused with the spec's codes otherwise."""
+    body = await request.body()
+    media_type = media_type_of(request)
+    if not body.strip():
+        raise DomainError("BadRequestRequiredParamIsNull", f"The request body ({model.__name__}) is missing.")
+    try:
+        if is_xml_content_type(media_type):
+            return load_xml(body, model)
+        if media_type and media_type not in JSON_TYPES:
+            raise DomainError("UnsupportedMediaType", f"Send {model.__name__} as application/json or application/xml, not {media_type}.")
+        return model.model_validate(json.loads(body))
+    except (ValueError, XmlBodyError) as error:
+        if isinstance(error, ValidationError):
+            raise
+        raise DomainError("BadRequest", f"The body is not a valid {model.__name__}: {error}") from error

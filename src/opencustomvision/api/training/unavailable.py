@@ -1,0 +1,51 @@
+"""Operations of the spec that later work will deliver. They answer a clear CustomVisionError, not a bare 404."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import APIRouter
+
+from opencustomvision.api.deps import TrainingResource
+from opencustomvision.domain.errors import DomainError
+
+router = APIRouter()
+
+PENDING_OPERATIONS: tuple[tuple[str, str, str], ...] = (
+    ("GET", "/projects/{project_id}/artifacts", "GetArtifact"),
+    ("GET", "/projects/{project_id}/export", "ExportProject"),
+    ("POST", "/projects/import", "ImportProject"),
+    ("POST", "/projects/{project_id}/images/{image_id}/regionproposals", "GetImageRegionProposals"),
+    ("POST", "/projects/{project_id}/images/predictions", "CreateImagesFromPredictions"),
+    ("POST", "/projects/{project_id}/images/suggested", "QuerySuggestedImages"),
+    ("POST", "/projects/{project_id}/images/suggested/count", "QuerySuggestedImageCount"),
+    ("GET", "/projects/{project_id}/iterations", "GetIterations"),
+    ("GET", "/projects/{project_id}/iterations/{iteration_id}", "GetIteration"),
+    ("DELETE", "/projects/{project_id}/iterations/{iteration_id}", "DeleteIteration"),
+    ("PATCH", "/projects/{project_id}/iterations/{iteration_id}", "UpdateIteration"),
+    ("GET", "/projects/{project_id}/iterations/{iteration_id}/export", "GetExports"),
+    ("POST", "/projects/{project_id}/iterations/{iteration_id}/export", "ExportIteration"),
+    ("GET", "/projects/{project_id}/iterations/{iteration_id}/performance", "GetIterationPerformance"),
+    ("GET", "/projects/{project_id}/iterations/{iteration_id}/performance/images", "GetImagePerformances"),
+    ("GET", "/projects/{project_id}/iterations/{iteration_id}/performance/images/count", "GetImagePerformanceCount"),
+    ("POST", "/projects/{project_id}/iterations/{iteration_id}/publish", "PublishIteration"),
+    ("DELETE", "/projects/{project_id}/iterations/{iteration_id}/publish", "UnpublishIteration"),
+    ("DELETE", "/projects/{project_id}/predictions", "DeletePrediction"),
+    ("POST", "/projects/{project_id}/predictions/query", "QueryPredictions"),
+    ("POST", "/projects/{project_id}/quicktest/image", "QuickTestImage"),
+    ("POST", "/projects/{project_id}/quicktest/url", "QuickTestImageUrl"),
+    ("POST", "/projects/{project_id}/tagsandregions/suggestions", "SuggestTagsAndRegions"),
+    ("POST", "/projects/{project_id}/train", "TrainProject"),
+)
+
+
+def _pending(operation: str) -> Callable[..., None]:
+    def handler(_: TrainingResource) -> None:
+        raise DomainError("BadRequestNotSupported", f"{operation} is not available in this version of OpenCustomVision yet.")
+
+    handler.__name__ = operation
+    return handler
+
+
+for method, path, operation in PENDING_OPERATIONS:
+    router.add_api_route(path, _pending(operation), methods=[method], name=operation)

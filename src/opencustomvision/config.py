@@ -1,0 +1,40 @@
+"""Settings read from the environment, with a working embedded default."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _allowlist(raw: str) -> frozenset[str]:
+    return frozenset(entry.strip().lower() for entry in raw.split(",") if entry.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    training_key: str | None = None
+    prediction_key: str | None = None
+    prediction_resource_id: str | None = None
+    url_allowlist: frozenset[str] = field(default_factory=frozenset)
+    signed_url_ttl_seconds: int = 3600
+
+    @classmethod
+    def from_env(cls, data_dir: str | Path | None = None) -> "Settings":
+        directory = Path(data_dir or os.environ.get("OCV_DATA_DIR") or "./ocv-data").resolve()
+        database_url = os.environ.get("OCV_DATABASE_URL") or f"sqlite:///{directory / 'ocv.sqlite3'}"
+        return cls(
+            data_dir=directory,
+            database_url=database_url,
+            training_key=os.environ.get("OCV_TRAINING_KEY") or None,
+            prediction_key=os.environ.get("OCV_PREDICTION_KEY") or None,
+            prediction_resource_id=os.environ.get("OCV_PREDICTION_RESOURCE_ID") or None,
+            url_allowlist=_allowlist(os.environ.get("OCV_URL_ALLOWLIST", "")),
+            signed_url_ttl_seconds=int(os.environ.get("OCV_SIGNED_URL_TTL_SECONDS", "3600")),
+        )
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"

@@ -1,0 +1,186 @@
+"""The relational schema. Alembic migrations in ``migrations/`` create and evolve it."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC, returns aware UTC: SQLite keeps no time zone, PostgreSQL would shift it."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are ambiguous; pass an aware UTC datetime")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=timezone.utc)
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+Uuid = String(36)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class ServiceSecret(Base):
+    """Secrets every replica must share, such as the key that signs image URLs."""
+
+    __tablename__ = "service_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))
+
+
+class Resource(Base):
+    """An account: its keys see only its own projects."""
+
+    __tablename__ = "resources"
+
+    id: Mapped[str] = mapped_column(Uuid, primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    training_key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prediction_key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prediction_resource_id: Mapped[str] = mapped_column(String(512), unique=True)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Project(Base):
+    __tablename__ = "projects"
+    __table_args__ = (UniqueConstraint("resource_id", "name", name="uq_projects_resource_name"),)
+
+    id: Mapped[str] = mapped_column(Uuid, primary_key=True, default=new_id)
+    resource_id: Mapped[str] = mapped_column(ForeignKey("resources.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(256))
+    description: Mapped[str] = mapped_column(Text, default="")
+    domain_id: Mapped[str] = mapped_column(Uuid)
+    classification_type: Mapped[str | None] = mapped_column(String(16))
+    target_export_platforms: Mapped[list[str]] = mapped_column(JSON, default=list)
+    use_negative_set: Mapped[bool] = mapped_column(Boolean, default=True)
+    detection_parameters: Mapped[str | None] = mapped_column(String(256))
+    augmentation_methods: Mapped[dict[str, bool] | None] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="Succeeded")
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_modified: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    tags: Mapped[list[Tag]] = relationship(back_populates="project", cascade="all, delete-orphan", passive_deletes=True)
+    images: Mapped[list[Image]] = relationship(back_populates="project", cascade="all, delete-orphan", passive_deletes=True)
+
+
+class Tag(Base):
+    __tablename__ = "tags"
+    __table_args__ = (UniqueConstraint("project_id", "name", name="uq_tags_project_name"),)
+
+    id: Mapped[str] = mapped_column(Uuid, primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(256))
+    description: Mapped[str] = mapped_column(Text, default="")
+    type: Mapped[str] = mapped_column(String(16), default="Regular")
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    project: Mapped[Project] = relationship(back_populates="tags")
+
+
+class Image(Base):
+    __tablename__ = "images"
+    __table_args__ = (
+        UniqueConstraint("project_id", "sha256", name="uq_images_project_sha256"),
+        Index("ix_images_project_created", "project_id", "created"),
+    )
+
+    id: Mapped[str] = mapped_column(Uuid, primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    format: Mapped[str] = mapped_column(String(8))
+    sha256: Mapped[str] = mapped_column(String(64))
+    original_key: Mapped[str] = mapped_column(String(256))
+    original_content_type: Mapped[str] = mapped_column(String(32))
+    resized_key: Mapped[str] = mapped_column(String(256))
+    resized_content_type: Mapped[str] = mapped_column(String(32))
+    thumbnail_key: Mapped[str] = mapped_column(String(256))
+
+    project: Mapped[Project] = relationship(back_populates="images")
+    tags: Mapped[list[ImageTag]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, order_by="ImageTag.created", lazy="selectin"
+    )
+    regions: Mapped[list[Region]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, order_by="Region.created", lazy="selectin"
+    )
+    metadata_entries: Mapped[list[ImageMetadata]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, order_by="ImageMetadata.key", lazy="selectin"
+    )
+
+
+class ImageTag(Base):
+    __tablename__ = "image_tags"
+
+    image_id: Mapped[str] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    tag_id: Mapped[str] = mapped_column(ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True, index=True)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    tag: Mapped[Tag] = relationship(lazy="joined")
+
+
+class Region(Base):
+    __tablename__ = "regions"
+
+    id: Mapped[str] = mapped_column(Uuid, primary_key=True, default=new_id)
+    image_id: Mapped[str] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    tag_id: Mapped[str] = mapped_column(ForeignKey("tags.id", ondelete="CASCADE"), index=True)
+    left: Mapped[float] = mapped_column(Float)
+    top: Mapped[float] = mapped_column(Float)
+    width: Mapped[float] = mapped_column(Float)
+    height: Mapped[float] = mapped_column(Float)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    tag: Mapped[Tag] = relationship(lazy="joined")
+
+
+class ImageMetadata(Base):
+    __tablename__ = "image_metadata"
+
+    image_id: Mapped[str] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(256), primary_key=True)
+    value: Mapped[str] = mapped_column(String(512))

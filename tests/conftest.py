@@ -1,0 +1,87 @@
+"""Shared fixtures: a live server on loopback with two resources, and the shared data sets."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from opencustomvision.app import build_services, create_app
+from opencustomvision.cli import prepare_default_resource
+from opencustomvision.config import Settings
+from opencustomvision.domain.resources import ResourceCredentials, create_resource
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def shared_data(*parts: str) -> Path:
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared data set {path} is absent (expected beside the repository, as in CI)")
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class LiveServer:
+    endpoint: str
+    settings: Settings
+    default: ResourceCredentials
+    other: ResourceCredentials
+
+    def client(self, key: str | None = None) -> httpx.Client:
+        headers = {"Training-Key": key if key is not None else self.default.training_key}
+        return httpx.Client(base_url=self.endpoint, headers=headers, timeout=60)
+
+    def training_url(self, path: str, version: str = "v3.3") -> str:
+        return f"{self.endpoint}/customvision/{version}/training{path}"
+
+
+def _database_url(data_dir: Path) -> str:
+    # CI also runs the suite on PostgreSQL by setting OCV_TEST_DATABASE_URL.
+    return os.environ.get("OCV_TEST_DATABASE_URL") or f"sqlite:///{data_dir / 'ocv.sqlite3'}"
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    data_dir = tmp_path_factory.mktemp("ocv-data")
+    settings = Settings(
+        data_dir=data_dir,
+        database_url=_database_url(data_dir),
+        url_allowlist=frozenset(),
+    )
+    default = prepare_default_resource(settings)
+    services = build_services(settings)
+    with services.sessions() as session:
+        other = create_resource(session, f"other-{uuid.uuid4().hex[:8]}")
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, services), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.05)
+    yield LiveServer(endpoint=f"http://127.0.0.1:{port}", settings=settings, default=default, other=other)
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def unique_name() -> str:
+    return f"test-{uuid.uuid4().hex[:10]}"
