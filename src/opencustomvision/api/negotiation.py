@@ -6,10 +6,10 @@ import json
 from typing import Any, TypeVar
 
 from fastapi import Request
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, RootModel, ValidationError
 from starlette.responses import Response
 
-from opencustomvision.api.xml import XmlBodyError, dump_xml, is_xml_content_type, load_xml, wants_xml
+from opencustomvision.api.xml import XmlBodyError, dump_xml, is_xml_content_type, load_xml, wants_xml, xml_name
 from opencustomvision.domain.errors import DomainError
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -25,11 +25,13 @@ def _jsonable(value: Answer) -> Any:
     return value
 
 
-def render(request: Request, value: Answer, *, status: int = 200) -> Response:
+def render(request: Request, value: Answer, *, status: int = 200, items: type[BaseModel] | None = None) -> Response:
+    """``items`` names the element type of a list answer, which XML needs even when the list is empty."""
     accept = request.headers.get("accept")
     if wants_xml(accept):
         media_type = "text/xml" if "text/xml" in (accept or "") and "application/xml" not in (accept or "") else "application/xml"
-        return Response(dump_xml(value), status_code=status, media_type=media_type)
+        root = xml_name(list[items]) if items is not None else None  # type: ignore[valid-type]
+        return Response(dump_xml(value, root=root), status_code=status, media_type=media_type)
     body = json.dumps(_jsonable(value), separators=(",", ":"), ensure_ascii=False).encode()
     return Response(body, status_code=status, media_type="application/json; charset=utf-8")
 
@@ -46,6 +48,8 @@ async def read_body(request: Request, model: type[Model]) -> Model:
         raise DomainError("BadRequestRequiredParamIsNull", f"The request body ({model.__name__}) is missing.")
     try:
         if is_xml_content_type(media_type):
+            if issubclass(model, RootModel):
+                return model.model_validate(load_xml(body, model.model_fields["root"].annotation))
             return load_xml(body, model)
         if media_type and media_type not in JSON_TYPES:
             raise DomainError("UnsupportedMediaType", f"Send {model.__name__} as application/json or application/xml, not {media_type}.")

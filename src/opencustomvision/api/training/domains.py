@@ -5,6 +5,7 @@ import uuid
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from opencustomvision.api import schemas
 from opencustomvision.api.deps import TrainingResource
 from opencustomvision.api.negotiation import render
 from opencustomvision.api.presenters import present_domain
@@ -16,7 +17,7 @@ router = APIRouter()
 
 @router.get("/domains")
 def get_domains(request: Request, _: TrainingResource) -> Response:
-    return render(request, [present_domain(domain) for domain in DOMAINS])
+    return render(request, [present_domain(domain) for domain in DOMAINS], items=schemas.Domain)
 
 
 @router.get("/domains/{domain_id}")

@@ -56,7 +56,7 @@ def _listing(
     project = get_project(session, resource.id, project_id)
     _no_iterations_yet(iteration_id)
     found = images.list_images(session, project, query, take=take, skip=skip)
-    return render(request, [present_image(image, links) for image in found])
+    return render(request, [present_image(image, links) for image in found], items=schemas.Image)
 
 
 def _count(session: SessionDep, resource: TrainingResource, request: Request, project_id: uuid.UUID,
@@ -127,7 +127,7 @@ def get_images_by_ids(
 ) -> Response:
     project = get_project(session, resource.id, project_id)
     _no_iterations_yet(iteration_id)
-    return render(request, [present_image(image, links) for image in images.images_by_ids(session, project, image_ids)])
+    return render(request, [present_image(image, links) for image in images.images_by_ids(session, project, image_ids)], items=schemas.Image)
 
 
 # ---------------------------------------------------------------------------------------------- creation

@@ -24,7 +24,7 @@ def target_export_platforms(request: Request) -> list[str] | None:
 
 @router.get("/projects")
 def get_projects(request: Request, session: SessionDep, resource: TrainingResource) -> Response:
-    return render(request, [present_project(project) for project in projects.list_projects(session, resource.id)])
+    return render(request, [present_project(project) for project in projects.list_projects(session, resource.id)], items=schemas.Project)
 
 
 @router.post("/projects")

@@ -34,7 +34,7 @@ def get_tags(
     project = get_project(session, resource.id, project_id)
     _no_iterations_yet(iteration_id)
     counts = tags.image_counts(session, project.id)
-    return render(request, [present_tag(tag, counts.get(tag.id, 0)) for tag in tags.list_tags(session, project)])
+    return render(request, [present_tag(tag, counts.get(tag.id, 0)) for tag in tags.list_tags(session, project)], items=schemas.Tag)
 
 
 @router.post("/projects/{project_id}/tags")
