@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from opencustomvision.api import blobs
+from opencustomvision.api.body_limit import BodySizeLimitMiddleware
 from opencustomvision.api.deps import Services
 from opencustomvision.api.errors import domain_error_handler, error_response, http_error_handler, validation_error_handler
 from opencustomvision.api.routing import VersionedApiMiddleware
@@ -74,4 +75,5 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)
     app.add_middleware(VersionedApiMiddleware)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     return app

@@ -20,6 +20,8 @@ class Settings:
     prediction_resource_id: str | None = None
     url_allowlist: frozenset[str] = field(default_factory=frozenset)
     signed_url_ttl_seconds: int = 3600
+    # 64 images of 6 MB, base64-encoded in a JSON batch, with room to spare.
+    max_request_bytes: int = 600 * 1024 * 1024
 
     @classmethod
     def from_env(cls, data_dir: str | Path | None = None) -> "Settings":
@@ -33,6 +35,7 @@ class Settings:
             prediction_resource_id=os.environ.get("OCV_PREDICTION_RESOURCE_ID") or None,
             url_allowlist=_allowlist(os.environ.get("OCV_URL_ALLOWLIST", "")),
             signed_url_ttl_seconds=int(os.environ.get("OCV_SIGNED_URL_TTL_SECONDS", "3600")),
+            max_request_bytes=int(os.environ.get("OCV_MAX_REQUEST_BYTES", str(600 * 1024 * 1024))),
         )
 
     @property

@@ -1,0 +1,239 @@
+"""Ingest benchmark: upload cls_hymenoptera through the official SDK to a server this script starts.
+
+    .venv/bin/python bench/ingest.py [--batch 64] [--data DIR] [--database-url URL]
+
+Starts ``ocv serve`` on a free loopback port with a temporary data folder (SQLite unless
+--database-url is given), creates a classification project with the tags ``ants`` and ``bees``
+(the folder names), and uploads every file of train/ and val/ with
+``CustomVisionTrainingClient.create_images_from_files`` in batches of 64, one batch at a time,
+as a client following the quickstart would. Prints the per-status counts, the time and images/s,
+the server's peak RSS, and a same-run baseline: reading and decoding the same files with Pillow
+in this process. The set holds one real bad file (train/ants/imageNotFound.gif) that the server
+must reject with an error status, not a failed batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import httpx
+from PIL import Image
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cls_hymenoptera"
+SPLITS = ("train", "val")
+TAGS = ("ants", "bees")
+API = "/customvision/v3.3/training"
+BAD_FILE = Path("train") / "ants" / "imageNotFound.gif"  # a real-world bad file the server must reject
+
+
+def collect(data: Path) -> list[tuple[Path, str]]:
+    files: list[tuple[Path, str]] = []
+    for split in SPLITS:
+        for tag in TAGS:
+            folder = data / split / tag
+            if not folder.is_dir():
+                sys.exit(f"bench: {folder} is missing; expected {data}/{{{','.join(SPLITS)}}}/{{{','.join(TAGS)}}}/")
+            files += [(path, tag) for path in sorted(folder.iterdir()) if path.is_file()]
+    return files
+
+
+def pillow_baseline(files: list[tuple[Path, str]]) -> tuple[float, int]:
+    """Seconds to read and fully decode every file with Pillow; how many failed to decode."""
+    failed = 0
+    started = time.perf_counter()
+    for path, _ in files:
+        try:
+            with Image.open(io.BytesIO(path.read_bytes())) as image:
+                image.load()
+        except Exception:  # noqa: BLE001 - the bad file is expected to fail here too
+            failed += 1
+    return time.perf_counter() - started, failed
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def ocv_command() -> list[str]:
+    script = Path(sys.executable).with_name("ocv")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("ocv")
+    return [found] if found else [sys.executable, "-m", "opencustomvision.cli"]
+
+
+def process_tree(pid: int) -> list[int]:
+    """pid and all its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo += children.get(current, [])
+    return tree
+
+
+def peak_rss_kib(pid: int) -> tuple[int, int]:
+    """Sum of VmHWM (peak resident set) over the process and its children, and how many processes."""
+    total = count = 0
+    for member in process_tree(pid):
+        try:
+            for line in Path(f"/proc/{member}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1])
+                    count += 1
+        except OSError:
+            pass
+    return total, count
+
+
+def wait_until_up(server: subprocess.Popen[bytes], endpoint: str, key: str, log: Path, timeout: float = 60) -> float:
+    started = time.perf_counter()
+    deadline = started + timeout
+    while time.perf_counter() < deadline:
+        if server.poll() is not None:
+            sys.exit(f"bench: the server exited with code {server.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{endpoint}{API}/domains", headers={"Training-Key": key}, timeout=2).status_code == 200:
+                return time.perf_counter() - started
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    sys.exit(f"bench: the server did not answer within {timeout:.0f}s:\n{log.read_text()[-3000:]}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"data set folder (default {DEFAULT_DATA})")
+    parser.add_argument("--batch", type=int, default=64, help="images per create_images_from_files call")
+    parser.add_argument("--database-url", default=None, help="OCV_DATABASE_URL for the server (default SQLite)")
+    args = parser.parse_args()
+
+    if not args.data.is_dir():
+        sys.exit(f"bench: data set {args.data} is absent (expected ../shared/data/cls_hymenoptera beside the repository)")
+
+    from azure.cognitiveservices.vision.customvision.training import CustomVisionTrainingClient
+    from azure.cognitiveservices.vision.customvision.training.models import ImageFileCreateBatch, ImageFileCreateEntry
+    from msrest.authentication import ApiKeyCredentials
+
+    files = collect(args.data)
+    total_bytes = sum(path.stat().st_size for path, _ in files)
+    for path, _ in files:  # warm the page cache so that neither measurement pays for the disk
+        path.read_bytes()
+    print(f"data set:  {args.data}")
+    print(f"images:    {len(files)} files, {total_bytes / 2**20:.1f} MiB "
+          f"({', '.join(f'{tag} {n}' for tag, n in sorted(Counter(tag for _, tag in files).items()))})")
+
+    decode_seconds, decode_failed = pillow_baseline(files)
+    decode_rate = len(files) / decode_seconds
+
+    key = secrets.token_hex(16)
+    with tempfile.TemporaryDirectory(prefix="ocv-bench-") as tmp:
+        data_dir = Path(tmp) / "data"
+        log = Path(tmp) / "server.log"
+        port = free_port()
+        endpoint = f"http://127.0.0.1:{port}"
+        env = {name: value for name, value in os.environ.items() if not name.startswith("OCV_")}
+        env["OCV_TRAINING_KEY"] = key
+        if args.database_url:
+            env["OCV_DATABASE_URL"] = args.database_url
+        command = [*ocv_command(), "serve", "--data-dir", str(data_dir), "--host", "127.0.0.1",
+                   "--port", str(port), "--log-level", "warning"]
+        with log.open("wb") as log_file:
+            server = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            startup = wait_until_up(server, endpoint, key, log)
+            client = CustomVisionTrainingClient(endpoint, ApiKeyCredentials(in_headers={"Training-key": key}))
+            domain = next(d for d in client.get_domains() if d.type == "Classification" and d.name == "General")
+            project = client.create_project(f"bench-ingest-{uuid.uuid4().hex[:8]}", domain_id=domain.id)
+            tag_ids = {tag: client.create_tag(project.id, tag).id for tag in TAGS}
+
+            statuses: Counter[str] = Counter()
+            by_file: dict[Path, str] = {}
+            errors: list[str] = []
+            failed_batches = 0
+            started = time.perf_counter()
+            for first in range(0, len(files), args.batch):
+                chunk = files[first:first + args.batch]
+                entries = [ImageFileCreateEntry(name=path.name, contents=path.read_bytes(), tag_ids=[tag_ids[tag]])
+                           for path, tag in chunk]
+                try:
+                    summary = client.create_images_from_files(project.id, ImageFileCreateBatch(images=entries))
+                except Exception as error:  # noqa: BLE001 - a failed batch is a result to report
+                    failed_batches += 1
+                    statuses["batch failed"] += len(chunk)
+                    errors.append(f"batch at {first}: {type(error).__name__}: {error}")
+                    continue
+                for (path, _), result in zip(chunk, summary.images or []):
+                    statuses[result.status] += 1
+                    by_file[path.relative_to(args.data)] = result.status
+                    if result.status not in ("OK", "OKDuplicate"):
+                        errors.append(f"{path.relative_to(args.data)}: {result.status}")
+                missing = len(chunk) - len(summary.images or [])
+                if missing:
+                    statuses["no result"] += missing
+                    errors.append(f"batch at {first}: {missing} entries got no result")
+            upload_seconds = time.perf_counter() - started
+
+            stored = client.get_tagged_image_count(project.id)
+            peak_kib, processes = peak_rss_kib(server.pid)
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+
+    rate = len(files) / upload_seconds
+    ok, duplicate = statuses.pop("OK", 0), statuses.pop("OKDuplicate", 0)
+    print(f"server:    {' '.join(Path(command[0]).name if i == 0 else c for i, c in enumerate(command[:2]))} "
+          f"(SQLite default)" if not args.database_url else f"server:    ocv serve, {args.database_url.split('://')[0]}")
+    print(f"           answered {startup:.2f}s after start")
+    print(f"uploaded:  {len(files)} images in batches of {args.batch} via create_images_from_files (official SDK, one batch at a time)")
+    print(f"results:   OK {ok}, OKDuplicate {duplicate}, errors {sum(statuses.values())}"
+          + (f" ({', '.join(f'{status} {n}' for status, n in statuses.most_common())})" if statuses else ""))
+    for line in errors[:10]:
+        print(f"           - {line}")
+    bad_status = by_file.get(BAD_FILE)
+    bad_rejected = bad_status is not None and bad_status not in ("OK", "OKDuplicate")
+    if bad_status is not None:
+        print(f"bad file:  {BAD_FILE}: {bad_status} "
+              + ("(rejected, as it must be)" if bad_rejected else "(CHECK FAILED: accepted, it must be rejected)"))
+    print(f"stored:    {stored} tagged images in the project (GetTaggedImageCount)")
+    print(f"time:      {upload_seconds:.2f}s  ->  {rate:.1f} images/s  (goal >= 50)")
+    print(f"memory:    server peak RSS {peak_kib / 1024:.0f} MiB (VmHWM, {processes} process{'es' if processes != 1 else ''})")
+    print(f"baseline:  Pillow read+decode in this process: {decode_seconds:.2f}s -> {decode_rate:.1f} images/s "
+          f"({decode_failed} failed to decode)")
+    print(f"ratio:     server throughput / raw decode throughput = {rate / decode_rate:.2f}")
+
+    bad = failed_batches > 0 or statuses.get("no result", 0) > 0 or stored != ok
+    bad = bad or (bad_status is not None and not bad_rejected)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
