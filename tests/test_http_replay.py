@@ -136,7 +136,7 @@ def test_allowlisted_url_is_fetched_and_redirects_are_rechecked(tmp_path, image_
     settings = Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}", url_allowlist=frozenset({image_host}))
     key = prepare_default_resource(settings).training_key
     with TestClient(create_app(settings, build_services(settings)), headers={"Training-Key": key}) as client:
-        project_id = client.post(f"/customvision/v3.3/training/projects?name=urls").json()["id"]
+        project_id = client.post("/customvision/v3.3/training/projects?name=urls").json()["id"]
         urls = [f"http://{image_host}/blue.jpg", f"http://{image_host}/redirect-to-metadata"]
         response = client.post(f"/customvision/v3.3/training/projects/{project_id}/images/urls",
                                json={"images": [{"url": url} for url in urls]})

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from opencustomvision.domain import limits
 from opencustomvision.domain.catalog import CLASSIFICATION, DEFAULT_DOMAIN_ID, Domain, find_domain
 from opencustomvision.domain.errors import DomainError, not_found
+from opencustomvision.domain.naming import bounded_description, unique_name
 from opencustomvision.storage.blobs import BlobStore
 from opencustomvision.storage.models import Image, Project, utcnow
 
@@ -48,23 +49,12 @@ def get_project(session: Session, resource_id: str, project_id: uuid.UUID | str)
 
 
 def _check_name(session: Session, resource_id: str, name: str, *, except_id: str | None = None) -> str:
-    name = name.strip()
-    if not name or len(name) > limits.MAX_NAME_LENGTH:
-        raise DomainError("BadRequestProjectName", f"Project name must be 1 to {limits.MAX_NAME_LENGTH} characters.")
-    clash = select(Project.id).where(Project.resource_id == resource_id, Project.name == name)
-    if except_id is not None:
-        clash = clash.where(Project.id != except_id)
-    if session.scalars(clash).first() is not None:
-        raise DomainError("BadRequestProjectNameNotUnique", f"A project named '{name}' already exists.")
-    return name
+    return unique_name(session, Project, Project.resource_id == resource_id, name, invalid_code="BadRequestProjectName",
+                       taken_code="BadRequestProjectNameNotUnique", except_id=except_id)
 
 
 def _check_description(description: str) -> str:
-    if len(description) > limits.MAX_DESCRIPTION_LENGTH:
-        raise DomainError(
-            "BadRequestProjectDescription", f"Description is limited to {limits.MAX_DESCRIPTION_LENGTH} characters."
-        )
-    return description
+    return bounded_description(description, "BadRequestProjectDescription")
 
 
 def _check_domain(domain_id: str) -> Domain:

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from opencustomvision.domain import limits
 from opencustomvision.domain.errors import DomainError, not_found
+from opencustomvision.domain.naming import bounded_description, unique_name
 from opencustomvision.storage.models import ImageTag, Project, Tag, utcnow
 
 TAG_TYPES = ("Regular", "Negative", "GeneralProduct")
@@ -37,21 +38,12 @@ def get_tag(session: Session, project: Project, tag_id: uuid.UUID | str) -> Tag:
 
 
 def _check_name(session: Session, project: Project, name: str, *, except_id: str | None = None) -> str:
-    name = name.strip()
-    if not name or len(name) > limits.MAX_NAME_LENGTH:
-        raise DomainError("BadRequestTagName", f"Tag name must be 1 to {limits.MAX_NAME_LENGTH} characters.")
-    clash = select(Tag.id).where(Tag.project_id == project.id, Tag.name == name)
-    if except_id is not None:
-        clash = clash.where(Tag.id != except_id)
-    if session.scalars(clash).first() is not None:
-        raise DomainError("BadRequestTagNameNotUnique", f"A tag named '{name}' already exists in this project.")
-    return name
+    return unique_name(session, Tag, Tag.project_id == project.id, name, invalid_code="BadRequestTagName",
+                       taken_code="BadRequestTagNameNotUnique", except_id=except_id)
 
 
 def _check_description(description: str) -> str:
-    if len(description) > limits.MAX_DESCRIPTION_LENGTH:
-        raise DomainError("BadRequestTagDescription", f"Description is limited to {limits.MAX_DESCRIPTION_LENGTH} characters.")
-    return description
+    return bounded_description(description, "BadRequestTagDescription")
 
 
 def _check_type(session: Session, project: Project, tag_type: str, *, except_id: str | None = None) -> str:

@@ -113,6 +113,7 @@ def fetch_bytes(url: str, policy: FetchPolicy = FetchPolicy()) -> bytes:
 
 @dataclass(frozen=True)
 class _Destination:
+    scheme: str
     host: str  # as httpcore will ask for it: lower case, IDNA-encoded, IPv6 without brackets
     port: int
     addresses: tuple[str, ...]  # checked; the only ones we will connect to
@@ -157,7 +158,7 @@ def _check_destination(url: httpx.URL, policy: FetchPolicy) -> _Destination:
             reason = _non_public_reason(ipaddress.ip_address(address))
             if reason:
                 raise FetchError(f"{host} resolves to {address}, a {reason} address")
-    return _Destination(host=host, port=port, addresses=addresses)
+    return _Destination(scheme=url.scheme, host=host, port=port, addresses=addresses)
 
 
 def _is_allowlisted(host: str, port: int, allowed_hosts: Iterable[str]) -> bool:
@@ -238,6 +239,8 @@ def _read_body(response: httpx.Response, max_bytes: int) -> bytes:
 
 
 def _display(url: httpx.URL) -> str:
+    # Query strings of image URLs often carry access tokens (signed URLs);
+    # keep them out of error messages, which end up in API responses and logs.
     return str(url.copy_with(query=None, fragment=None))
 
 
@@ -258,9 +261,9 @@ def _pinned_client(destination: _Destination, policy: FetchPolicy, deadline: flo
         transport=_PinnedTransport(destination, deadline),
         timeout=httpx.Timeout(policy.timeout_seconds),
         follow_redirects=False,  # every hop is checked by fetch_bytes
-        # trust_env=False: an HTTP(S)_PROXY from the environment would carry
-        # the request past our checks, and .netrc credentials must never be
-        # sent to hosts that API callers choose.
+        # A proxy from HTTP(S)_PROXY/ALL_PROXY would carry the request past
+        # the address checks. httpx already ignores them when given a
+        # transport; saying so here keeps it true if that ever changes.
         trust_env=False,
     )
 
@@ -271,7 +274,8 @@ class _PinnedTransport(httpx.BaseTransport):
     def __init__(self, destination: _Destination, deadline: float) -> None:
         self._destination = destination
         self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
+            # Loading the CA bundle costs milliseconds; plain http needs none.
+            ssl_context=httpx.create_ssl_context() if destination.scheme == "https" else None,
             network_backend=_PinnedNetworkBackend(destination, deadline),
             max_connections=1,
         )

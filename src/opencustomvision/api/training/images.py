@@ -42,10 +42,6 @@ def _regions(regions: list[schemas.Region] | None) -> list[RegionInput]:
     return [RegionInput(str(r.tag_id), r.left, r.top, r.width, r.height) for r in regions or []]
 
 
-def _summary_response(request: Request, summary: schemas.ImageCreateSummary) -> Response:
-    return render(request, summary, status=200 if summary.is_batch_successful else 207)
-
-
 # ---------------------------------------------------------------------------------------------- listing
 
 
@@ -152,21 +148,33 @@ async def _uploaded_images(request: Request) -> list[bytes]:
     return [bytes(body)] if body else []
 
 
+async def _create(
+    request: Request, session: SessionDep, services: ServicesDep, resource: TrainingResource, links: Links,
+    project_id: uuid.UUID, sources: list[ImageInput], tag_ids: list[str], metadata: dict[str, str] | None = None,
+) -> Response:
+    def create() -> schemas.ImageCreateSummary:
+        project = get_project(session, resource.id, project_id)
+        outcomes = images.create_images(session, services.blobs, project, sources, tag_ids=tag_ids,
+                                        metadata=metadata, fetch_policy=services.fetch_policy)
+        return present_create_summary(outcomes, links)
+
+    summary = await run_in_threadpool(create)
+    return render(request, summary, status=200 if summary.is_batch_successful else 207)
+
+
+def _entry(entry: schemas.ImageFileCreateEntry | schemas.ImageUrlCreateEntry, **source: bytes | str) -> ImageInput:
+    return ImageInput(tag_ids=[str(t) for t in entry.tag_ids or []], regions=_regions(entry.regions), **source)  # type: ignore[arg-type]
+
+
 @router.post("/projects/{project_id}/images")
 async def create_images_from_data(
     request: Request, project_id: uuid.UUID, session: SessionDep, services: ServicesDep,
     resource: TrainingResource, links: Links, tag_ids: TagIds,
 ) -> Response:
+    # Refuse an unknown project before reading up to 64 uploads.
     await run_in_threadpool(get_project, session, resource.id, project_id)
-    uploads = await _uploaded_images(request)
-    sources = [ImageInput(data=data) for data in uploads]
-
-    def create() -> schemas.ImageCreateSummary:
-        project = get_project(session, resource.id, project_id)
-        outcomes = images.create_images(session, services.blobs, project, sources, tag_ids=tag_ids)
-        return present_create_summary(outcomes, links)
-
-    return _summary_response(request, await run_in_threadpool(create))
+    sources = [ImageInput(data=data) for data in await _uploaded_images(request)]
+    return await _create(request, session, services, resource, links, project_id, sources, tag_ids)
 
 
 @router.post("/projects/{project_id}/images/files")
@@ -175,18 +183,9 @@ async def create_images_from_files(
     resource: TrainingResource, links: Links,
 ) -> Response:
     batch = await read_body(request, schemas.ImageFileCreateBatch)
-    sources = [
-        ImageInput(data=entry.contents or b"", tag_ids=[str(t) for t in entry.tag_ids or []], regions=_regions(entry.regions))
-        for entry in batch.images or []
-    ]
-
-    def create() -> schemas.ImageCreateSummary:
-        project = get_project(session, resource.id, project_id)
-        outcomes = images.create_images(session, services.blobs, project, sources,
-                                        tag_ids=[str(t) for t in batch.tag_ids or []], metadata=batch.metadata)
-        return present_create_summary(outcomes, links)
-
-    return _summary_response(request, await run_in_threadpool(create))
+    sources = [_entry(entry, data=entry.contents or b"") for entry in batch.images or []]
+    return await _create(request, session, services, resource, links, project_id, sources,
+                         [str(t) for t in batch.tag_ids or []], batch.metadata)
 
 
 @router.post("/projects/{project_id}/images/urls")
@@ -195,19 +194,9 @@ async def create_images_from_urls(
     resource: TrainingResource, links: Links,
 ) -> Response:
     batch = await read_body(request, schemas.ImageUrlCreateBatch)
-    sources = [
-        ImageInput(source_url=entry.url, tag_ids=[str(t) for t in entry.tag_ids or []], regions=_regions(entry.regions))
-        for entry in batch.images or []
-    ]
-
-    def create() -> schemas.ImageCreateSummary:
-        project = get_project(session, resource.id, project_id)
-        outcomes = images.create_images(session, services.blobs, project, sources,
-                                        tag_ids=[str(t) for t in batch.tag_ids or []], metadata=batch.metadata,
-                                        fetch_policy=services.fetch_policy)
-        return present_create_summary(outcomes, links)
-
-    return _summary_response(request, await run_in_threadpool(create))
+    sources = [_entry(entry, source_url=entry.url) for entry in batch.images or []]
+    return await _create(request, session, services, resource, links, project_id, sources,
+                         [str(t) for t in batch.tag_ids or []], batch.metadata)
 
 
 @router.delete("/projects/{project_id}/images")
