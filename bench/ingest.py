@@ -18,6 +18,7 @@ import argparse
 import io
 import os
 import secrets
+import statistics
 import shutil
 import socket
 import subprocess
@@ -26,6 +27,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -125,10 +127,54 @@ def wait_until_up(server: subprocess.Popen[bytes], endpoint: str, key: str, log:
     sys.exit(f"bench: the server did not answer within {timeout:.0f}s:\n{log.read_text()[-3000:]}")
 
 
+@dataclass
+class Upload:
+    seconds: float = 0.0
+    statuses: Counter[str] = field(default_factory=Counter)
+    by_file: dict[Path, str] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    stored: int = 0
+
+
+def upload(client, files: list[tuple[Path, str]], data: Path, batch: int) -> Upload:  # type: ignore[no-untyped-def]
+    """A new project with the two tags, then every file in batches, one create_images_from_files call at a time."""
+    from azure.cognitiveservices.vision.customvision.training.models import ImageFileCreateBatch, ImageFileCreateEntry
+
+    domain = next(d for d in client.get_domains() if d.type == "Classification" and d.name == "General")
+    project = client.create_project(f"bench-ingest-{uuid.uuid4().hex[:8]}", domain_id=domain.id)
+    tag_ids = {tag: client.create_tag(project.id, tag).id for tag in TAGS}
+    result = Upload()
+    started = time.perf_counter()
+    for first in range(0, len(files), batch):
+        chunk = files[first:first + batch]
+        entries = [ImageFileCreateEntry(name=path.name, contents=path.read_bytes(), tag_ids=[tag_ids[tag]])
+                   for path, tag in chunk]
+        try:
+            summary = client.create_images_from_files(project.id, ImageFileCreateBatch(images=entries))
+        except Exception as error:  # noqa: BLE001 - a failed batch is a result to report
+            result.statuses["batch failed"] += len(chunk)
+            result.errors.append(f"batch at {first}: {type(error).__name__}: {error}")
+            continue
+        for (path, _), created in zip(chunk, summary.images or []):
+            result.statuses[created.status] += 1
+            result.by_file[path.relative_to(data)] = created.status
+            if created.status not in ("OK", "OKDuplicate"):
+                result.errors.append(f"{path.relative_to(data)}: {created.status}")
+        missing = len(chunk) - len(summary.images or [])
+        if missing:
+            result.statuses["no result"] += missing
+            result.errors.append(f"batch at {first}: {missing} entries got no result")
+    result.seconds = time.perf_counter() - started
+    result.stored = client.get_tagged_image_count(project.id)
+    return result
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"data set folder (default {DEFAULT_DATA})")
     parser.add_argument("--batch", type=int, default=64, help="images per create_images_from_files call")
+    parser.add_argument("--runs", type=int, default=3,
+                        help="uploads (each into a new project, each after its own Pillow baseline); medians are reported")
     parser.add_argument("--database-url", default=None, help="OCV_DATABASE_URL for the server (default SQLite)")
     args = parser.parse_args()
 
@@ -136,7 +182,6 @@ def main() -> int:
         sys.exit(f"bench: data set {args.data} is absent (expected ../shared/data/cls_hymenoptera beside the repository)")
 
     from azure.cognitiveservices.vision.customvision.training import CustomVisionTrainingClient
-    from azure.cognitiveservices.vision.customvision.training.models import ImageFileCreateBatch, ImageFileCreateEntry
     from msrest.authentication import ApiKeyCredentials
 
     files = collect(args.data)
@@ -145,12 +190,12 @@ def main() -> int:
         path.read_bytes()
     print(f"data set:  {args.data}")
     print(f"images:    {len(files)} files, {total_bytes / 2**20:.1f} MiB "
-          f"({', '.join(f'{tag} {n}' for tag, n in sorted(Counter(tag for _, tag in files).items()))})")
-
-    decode_seconds, decode_failed = pillow_baseline(files)
-    decode_rate = len(files) / decode_seconds
+          f"({', '.join(f'{tag} {n}' for tag, n in sorted(Counter(tag for _, tag in files).items()))}), "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
 
     key = secrets.token_hex(16)
+    database = args.database_url.split("://")[0] if args.database_url else "SQLite"
+    runs: list[tuple[Upload, float, int]] = []
     with tempfile.TemporaryDirectory(prefix="ocv-bench-") as tmp:
         data_dir = Path(tmp) / "data"
         log = Path(tmp) / "server.log"
@@ -166,39 +211,15 @@ def main() -> int:
             server = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
             startup = wait_until_up(server, endpoint, key, log)
+            print(f"server:    ocv serve ({database}, data dir in {tmp}), pid {server.pid}, answered {startup:.2f}s after start")
             client = CustomVisionTrainingClient(endpoint, ApiKeyCredentials(in_headers={"Training-key": key}))
-            domain = next(d for d in client.get_domains() if d.type == "Classification" and d.name == "General")
-            project = client.create_project(f"bench-ingest-{uuid.uuid4().hex[:8]}", domain_id=domain.id)
-            tag_ids = {tag: client.create_tag(project.id, tag).id for tag in TAGS}
-
-            statuses: Counter[str] = Counter()
-            by_file: dict[Path, str] = {}
-            errors: list[str] = []
-            failed_batches = 0
-            started = time.perf_counter()
-            for first in range(0, len(files), args.batch):
-                chunk = files[first:first + args.batch]
-                entries = [ImageFileCreateEntry(name=path.name, contents=path.read_bytes(), tag_ids=[tag_ids[tag]])
-                           for path, tag in chunk]
-                try:
-                    summary = client.create_images_from_files(project.id, ImageFileCreateBatch(images=entries))
-                except Exception as error:  # noqa: BLE001 - a failed batch is a result to report
-                    failed_batches += 1
-                    statuses["batch failed"] += len(chunk)
-                    errors.append(f"batch at {first}: {type(error).__name__}: {error}")
-                    continue
-                for (path, _), result in zip(chunk, summary.images or []):
-                    statuses[result.status] += 1
-                    by_file[path.relative_to(args.data)] = result.status
-                    if result.status not in ("OK", "OKDuplicate"):
-                        errors.append(f"{path.relative_to(args.data)}: {result.status}")
-                missing = len(chunk) - len(summary.images or [])
-                if missing:
-                    statuses["no result"] += missing
-                    errors.append(f"batch at {first}: {missing} entries got no result")
-            upload_seconds = time.perf_counter() - started
-
-            stored = client.get_tagged_image_count(project.id)
+            for number in range(1, args.runs + 1):
+                decode_seconds, decode_failed = pillow_baseline(files)
+                result = upload(client, files, args.data, args.batch)
+                runs.append((result, decode_seconds, decode_failed))
+                rate, decode_rate = len(files) / result.seconds, len(files) / decode_seconds
+                print(f"run {number}:     upload {result.seconds:5.2f}s = {rate:6.1f} images/s | "
+                      f"Pillow read+decode {decode_seconds:4.2f}s = {decode_rate:6.1f} images/s | ratio {rate / decode_rate:.2f}")
             peak_kib, processes = peak_rss_kib(server.pid)
         finally:
             server.terminate()
@@ -208,29 +229,33 @@ def main() -> int:
                 server.kill()
                 server.wait()
 
-    rate = len(files) / upload_seconds
+    first = runs[0][0]
+    statuses = Counter(first.statuses)
     ok, duplicate = statuses.pop("OK", 0), statuses.pop("OKDuplicate", 0)
-    print(f"server:    {' '.join(Path(command[0]).name if i == 0 else c for i, c in enumerate(command[:2]))} "
-          f"(SQLite default)" if not args.database_url else f"server:    ocv serve, {args.database_url.split('://')[0]}")
-    print(f"           answered {startup:.2f}s after start")
-    print(f"uploaded:  {len(files)} images in batches of {args.batch} via create_images_from_files (official SDK, one batch at a time)")
+    upload_seconds = statistics.median(run.seconds for run, _, _ in runs)
+    decode_seconds = statistics.median(seconds for _, seconds, _ in runs)
+    rate, decode_rate = len(files) / upload_seconds, len(files) / decode_seconds
+    print(f"uploaded:  {len(files)} images per run in batches of {args.batch} via create_images_from_files "
+          "(official SDK, one batch at a time)")
     print(f"results:   OK {ok}, OKDuplicate {duplicate}, errors {sum(statuses.values())}"
-          + (f" ({', '.join(f'{status} {n}' for status, n in statuses.most_common())})" if statuses else ""))
-    for line in errors[:10]:
+          + (f" ({', '.join(f'{status} {n}' for status, n in statuses.most_common())})" if statuses else "")
+          + (" (run 1; later runs differ!)" if any(run.statuses != first.statuses for run, _, _ in runs) else ""))
+    for line in first.errors[:10]:
         print(f"           - {line}")
-    bad_status = by_file.get(BAD_FILE)
+    bad_status = first.by_file.get(BAD_FILE)
     bad_rejected = bad_status is not None and bad_status not in ("OK", "OKDuplicate")
     if bad_status is not None:
         print(f"bad file:  {BAD_FILE}: {bad_status} "
               + ("(rejected, as it must be)" if bad_rejected else "(CHECK FAILED: accepted, it must be rejected)"))
-    print(f"stored:    {stored} tagged images in the project (GetTaggedImageCount)")
-    print(f"time:      {upload_seconds:.2f}s  ->  {rate:.1f} images/s  (goal >= 50)")
+    print(f"stored:    {first.stored} tagged images in the project (GetTaggedImageCount)")
+    print(f"time:      {upload_seconds:.2f}s (median of {len(runs)})  ->  {rate:.1f} images/s  (goal >= 50)")
     print(f"memory:    server peak RSS {peak_kib / 1024:.0f} MiB (VmHWM, {processes} process{'es' if processes != 1 else ''})")
-    print(f"baseline:  Pillow read+decode in this process: {decode_seconds:.2f}s -> {decode_rate:.1f} images/s "
-          f"({decode_failed} failed to decode)")
+    print(f"baseline:  Pillow read+decode in this process: {decode_seconds:.2f}s (median) -> {decode_rate:.1f} images/s "
+          f"({runs[0][2]} failed to decode)")
     print(f"ratio:     server throughput / raw decode throughput = {rate / decode_rate:.2f}")
 
-    bad = failed_batches > 0 or statuses.get("no result", 0) > 0 or stored != ok
+    bad = any(run.statuses.get("batch failed") or run.statuses.get("no result") or run.stored != run.statuses.get("OK", 0)
+              for run, _, _ in runs)
     bad = bad or (bad_status is not None and not bad_rejected)
     return 1 if bad else 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import io
 import os
 import struct
@@ -202,3 +203,17 @@ def test_pending_operations_answer_a_clear_error(live_server: LiveServer, projec
     response = client.post(live_server.training_url(f"/projects/{project_id}/train"))
     assert response.status_code == 501
     assert response.json()["code"] == "BadRequestNotSupported" and "TrainProject" in response.json()["message"]
+
+
+@pytest.mark.parametrize("text", ["nul\x00byte", "lone\udc80surrogate"])
+def test_text_no_database_can_keep_is_refused(live_server: LiveServer, project, text: str) -> None:  # type: ignore[no-untyped-def]
+    client, project_id, tag_id = project
+    tag = client.patch(live_server.training_url(f"/projects/{project_id}/tags/{tag_id}"),
+                       content=json.dumps({"name": text, "description": "", "type": "Regular"}), headers={"Content-Type": "application/json"})
+    assert (tag.status_code, tag.json()["code"]) == (400, "BadRequestTagName")
+    # %ED%B2%80 is a lone surrogate written as UTF-8 bytes, which no client library will encode for us.
+    encoded = "nul%00byte" if "\x00" in text else "lone%ED%B2%80surrogate"
+    listed = client.get(live_server.training_url(f"/projects/{project_id}/images?$filter=k%20eq%20'{encoded}'"))
+    assert listed.status_code == 400 if "\x00" in text else listed.status_code in (200, 400)
+    skip = client.get(live_server.training_url(f"/projects/{project_id}/images?skip=9223372036854775808"))
+    assert skip.status_code == 400

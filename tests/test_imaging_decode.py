@@ -421,7 +421,8 @@ def _seed_images() -> list[bytes]:
 SEEDS = _seed_images()
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow warns about the corrupt EXIF we make
+@settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.sampled_from(SEEDS),
     cut=st.integers(min_value=0, max_value=2000),

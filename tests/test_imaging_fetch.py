@@ -77,6 +77,19 @@ class Handler(BaseHTTPRequestHandler):
                 self.send_header("Content-Length", "100000")
                 self.end_headers()
                 self._drip(b"x")
+            elif path == "/drip-then-stall":
+                self.send_response(200)
+                self.send_header("Content-Length", "100000")
+                self.end_headers()
+                self._drip(b"x", seconds=0.6)
+                time.sleep(DRIP_SECONDS)
+            elif path == "/declared-huge":
+                # Announces a huge body, then sends nothing: only the header can stop this early.
+                self.send_response(200)
+                self.send_header("Content-Length", str(10**9))
+                self.end_headers()
+                self.wfile.flush()
+                time.sleep(DRIP_SECONDS)
             elif path == "/slow-headers":
                 self.wfile.write(b"HTTP/1.1 200 OK\r\n")
                 self._drip(b"X-Drip: y\r\n")
@@ -93,8 +106,8 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def _drip(self, piece: bytes) -> None:
-        give_up = time.monotonic() + DRIP_SECONDS
+    def _drip(self, piece: bytes, seconds: float = DRIP_SECONDS) -> None:
+        give_up = time.monotonic() + seconds
         while time.monotonic() < give_up:
             self.wfile.write(piece)
             self.wfile.flush()
@@ -378,6 +391,13 @@ def test_declared_oversize_body_is_refused(server: RecordingServer) -> None:
     assert fetch_bytes(f"http://127.0.0.1:{server.port}/big", allow("127.0.0.1", max_bytes=5000)) == bytes(5000)
 
 
+def test_declared_oversize_body_is_refused_before_reading_it(server: RecordingServer) -> None:
+    started = time.monotonic()
+    with pytest.raises(FetchError, match="limit"):
+        fetch_bytes(f"http://127.0.0.1:{server.port}/declared-huge", allow("127.0.0.1", timeout_seconds=2.0))
+    assert time.monotonic() - started < 1.0
+
+
 def test_undeclared_oversize_body_is_refused_while_streaming(server: RecordingServer) -> None:
     with pytest.raises(FetchError, match="limit"):
         fetch_bytes(f"http://127.0.0.1:{server.port}/big-unannounced", allow("127.0.0.1", max_bytes=1000))
@@ -394,6 +414,47 @@ def test_slow_drip_server_is_cut_off_at_the_deadline(path: str, server: Recordin
     with pytest.raises(FetchError, match="longer than"):
         fetch_bytes(f"http://127.0.0.1:{server.port}{path}", allow("127.0.0.1", timeout_seconds=0.5))
     assert time.monotonic() - started < 1.0
+
+
+def test_a_stall_after_some_data_still_ends_at_the_deadline(server: RecordingServer) -> None:
+    # The stall begins 0.6 s in; a per-read timeout of the full second would end the call at ~1.6 s.
+    started = time.monotonic()
+    with pytest.raises(FetchError, match="longer than"):
+        fetch_bytes(f"http://127.0.0.1:{server.port}/drip-then-stall", allow("127.0.0.1", timeout_seconds=1.0))
+    assert time.monotonic() - started < 1.4
+
+
+def test_proxy_settings_from_the_environment_are_ignored(
+    server: RecordingServer, network: Network, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A proxy would carry the request past the address checks (and nothing listens on port 9).
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "all_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+
+    assert fetch_bytes(f"http://127.0.0.1:{server.port}/image.png", allow("127.0.0.1")) == PNG
+    assert network.connections == [("127.0.0.1", server.port)]
+
+
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        ("127.0.0.1", "loopback"),
+        ("169.254.169.254", "link-local"),
+        ("10.1.2.3", "private"),
+        ("100.64.0.1", "carrier-grade NAT"),
+        ("192.0.0.192", "IETF protocol"),
+        ("::", "unspecified"),
+        ("fd12::1", "private"),
+        ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "Teredo"),
+    ],
+)
+def test_refusal_says_which_kind_of_address_it_was(address: str, reason: str, network: Network) -> None:
+    host = f"[{address}]" if ":" in address else address
+    with pytest.raises(FetchError, match=reason):
+        fetch_bytes(f"http://{host}/")
+    assert network.connections == []
 
 
 # --- TLS: certificate checked against the hostname while connecting to the checked IP -------------

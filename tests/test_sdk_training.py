@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import uuid
 
 import httpx
 import pytest
@@ -52,7 +53,7 @@ def classification(live_server: LiveServer):  # type: ignore[no-untyped-def]
     """The quickstart's classification project: Hemlock and Japanese Cherry, ten photos each."""
     images_dir = shared_data("customvision-samples", "ImageClassification", "Images")
     client = trainer(live_server)
-    project = client.create_project("sdk-quickstart-classification", domain_id=domain_id(client, "General", "Classification"))
+    project = client.create_project(f"sdk-quickstart-{uuid.uuid4().hex[:8]}", domain_id=domain_id(client, "General", "Classification"))
     hemlock = client.create_tag(project.id, "Hemlock")
     cherry = client.create_tag(project.id, "Japanese Cherry")
     entries = []

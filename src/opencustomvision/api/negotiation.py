@@ -32,7 +32,8 @@ def render(request: Request, value: Answer, *, status: int = 200, items: type[Ba
         media_type = "text/xml" if "text/xml" in (accept or "") and "application/xml" not in (accept or "") else "application/xml"
         root = xml_name(list[items]) if items is not None else None  # type: ignore[valid-type]
         return Response(dump_xml(value, root=root), status_code=status, media_type=media_type)
-    body = json.dumps(_jsonable(value), separators=(",", ":"), ensure_ascii=False).encode()
+    # ASCII escapes keep any echoed client text (even a lone surrogate) valid JSON.
+    body = json.dumps(_jsonable(value), separators=(",", ":")).encode()
     return Response(body, status_code=status, media_type="application/json; charset=utf-8")
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from opencustomvision.domain import limits
 from opencustomvision.domain.errors import DomainError
+from opencustomvision.domain.naming import require_storable_text
 from opencustomvision.domain.metadata_filter import And, Comparison, Expr, MetadataFilterError, parse_metadata_filter
 from opencustomvision.domain.projects import project_blob_prefix
 from opencustomvision.imaging.decode import ImageFormatError, ImageLimits, ImageSizeError, PreparedImage, prepare_image
@@ -144,6 +145,8 @@ def check_metadata(metadata: dict[str, str]) -> dict[str, str]:
     if len(metadata) > limits.MAX_METADATA_PER_IMAGE:
         raise DomainError("BadRequestImageMetadataKey", f"At most {limits.MAX_METADATA_PER_IMAGE} metadata pairs per image.")
     for key, value in metadata.items():
+        require_storable_text(key, "BadRequestImageMetadataKey", "A metadata key")
+        require_storable_text(value or "", "BadRequestImageMetadataValue", "A metadata value")
         if not key or len(key) > limits.MAX_METADATA_KEY_LENGTH:
             raise DomainError("BadRequestImageMetadataKey", f"Metadata keys are 1 to {limits.MAX_METADATA_KEY_LENGTH} characters.")
         if value is None or len(value) > limits.MAX_METADATA_VALUE_LENGTH:
@@ -335,6 +338,7 @@ def _filtered(project: Project, query: ImageQuery) -> Select[tuple[Image]]:
     elif query.tagging_status == "Untagged":
         statement = statement.where(not_(any_tag))
     if query.metadata_filter:
+        require_storable_text(query.metadata_filter, "BadRequest", "$filter")
         try:
             expression = parse_metadata_filter(query.metadata_filter)
         except MetadataFilterError as error:

@@ -10,6 +10,17 @@ from opencustomvision.domain.errors import DomainError
 from opencustomvision.storage.models import Project, Tag
 
 
+def require_storable_text(value: str, code: str, what: str) -> str:
+    """Refuse text no database can keep: NUL characters (PostgreSQL) and lone surrogates (not UTF-8)."""
+    if "\x00" in value:
+        raise DomainError(code, f"{what} must not contain NUL characters.")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise DomainError(code, f"{what} is not valid Unicode text.") from error
+    return value
+
+
 def unique_name(
     session: Session,
     model: type[Project] | type[Tag],
@@ -21,7 +32,7 @@ def unique_name(
     except_id: str | None = None,
 ) -> str:
     kind = model.__name__.lower()
-    name = name.strip()
+    name = require_storable_text(name, invalid_code, f"A {kind} name").strip()
     if not name or len(name) > limits.MAX_NAME_LENGTH:
         raise DomainError(invalid_code, f"A {kind} name must be 1 to {limits.MAX_NAME_LENGTH} characters.")
     clash = select(model.id).where(scope, model.name == name)
@@ -33,6 +44,7 @@ def unique_name(
 
 
 def bounded_description(description: str, code: str) -> str:
+    require_storable_text(description, code, "A description")
     if len(description) > limits.MAX_DESCRIPTION_LENGTH:
         raise DomainError(code, f"A description is limited to {limits.MAX_DESCRIPTION_LENGTH} characters.")
     return description

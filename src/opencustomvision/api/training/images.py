@@ -28,7 +28,8 @@ OrderBy = Annotated[Literal["Newest", "Oldest"], Query(alias="orderBy")]
 TaggingStatus = Annotated[Literal["All", "Tagged", "Untagged"], Query(alias="taggingStatus")]
 MetadataFilter = Annotated[str | None, Query(alias="$filter")]
 Take = Annotated[int, Query(ge=0, le=limits.MAX_TAKE)]
-Skip = Annotated[int, Query(ge=0)]
+# The spec types skip as int32; bounding it keeps PostgreSQL from overflowing.
+Skip = Annotated[int, Query(ge=0, le=2**31 - 1)]
 # Read one byte past the limit so an oversized image is reported as ErrorImageSize without holding it all.
 _READ_CAP = limits.MAX_IMAGE_BYTES + 1
 
