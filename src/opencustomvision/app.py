@@ -3,24 +3,35 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import Response
 
 from opencustomvision.api import blobs
 from opencustomvision.api.body_limit import BodySizeLimitMiddleware
 from opencustomvision.api.deps import Services
-from opencustomvision.api.errors import domain_error_handler, error_response, http_error_handler, validation_error_handler
+from opencustomvision.api.errors import (
+    UnexpectedErrorMiddleware,
+    domain_error_handler,
+    http_error_handler,
+    validation_error_handler,
+)
 from opencustomvision.api.routing import VersionedApiMiddleware
-from opencustomvision.api.training import domains, images, projects, tags, unavailable
+from opencustomvision.api import prediction
+from opencustomvision.api.training import domains, images, iterations, projects, tags, unavailable
 from opencustomvision.config import Settings
 from opencustomvision.domain.errors import DomainError
 from opencustomvision.imaging.fetch import FetchPolicy
+from opencustomvision.inference import Predictor
+from opencustomvision.jobs.training import TrainingJob
+from opencustomvision.jobs.worker import InProcessWorker
+from opencustomvision.ml.registry import BackboneRegistry
 from opencustomvision.storage.blobs import LocalBlobStore
 from opencustomvision.storage.db import create_db_engine, migrate, session_factory
 from opencustomvision.storage.models import ServiceSecret
@@ -49,31 +60,41 @@ def build_services(settings: Settings) -> Services:
     sessions = session_factory(engine)
     with sessions() as session:
         secret = shared_secret(session, BLOB_LINK_SECRET)
+    blobs = LocalBlobStore(settings.blob_dir)
+    backbones = BackboneRegistry(settings.data_dir / "models")
     return Services(
         settings=settings,
         engine=engine,
         sessions=sessions,
-        blobs=LocalBlobStore(settings.blob_dir),
+        blobs=blobs,
         signer=BlobLinkSigner(bytes.fromhex(secret), settings.signed_url_ttl_seconds),
         fetch_policy=FetchPolicy(allowed_hosts=settings.url_allowlist),
+        predictor=Predictor(blobs, backbones),
+        worker=InProcessWorker(sessions, TrainingJob(sessions, blobs, backbones)),
     )
 
 
-async def unexpected_error_handler(request: Request, error: Exception) -> Response:
-    return error_response(request, "ErrorUnknown", "The server failed to handle this request.", 500)
-
-
 def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
-    app = FastAPI(title="OpenCustomVision", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.services = services or build_services(settings)
-    for router in (domains.router, projects.router, tags.router, images.router, unavailable.router):
+    services = services or build_services(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        services.worker.start()
+        yield
+        services.worker.stop()
+
+    app = FastAPI(title="OpenCustomVision", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.state.services = services
+    for router in (domains.router, projects.router, tags.router, images.router, iterations.router, unavailable.router):
         app.include_router(router, prefix="/training")
+    app.include_router(prediction.router, prefix="/prediction")
     app.include_router(blobs.router)
     app.add_exception_handler(DomainError, domain_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(ValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
-    app.add_exception_handler(Exception, unexpected_error_handler)
     app.add_middleware(VersionedApiMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
+    # Outermost, so the body limit answers its own refusals before anything counts them as bugs.
+    app.add_middleware(UnexpectedErrorMiddleware)
     return app

@@ -14,6 +14,8 @@ from opencustomvision.config import Settings
 from opencustomvision.domain.errors import DomainError
 from opencustomvision.domain.resources import resource_for_training_key
 from opencustomvision.imaging.fetch import FetchPolicy
+from opencustomvision.inference import Predictor
+from opencustomvision.jobs.worker import InProcessWorker
 from opencustomvision.storage.blobs import BlobStore
 from opencustomvision.storage.models import Resource
 from opencustomvision.storage.signing import BlobLinkSigner
@@ -29,6 +31,8 @@ class Services:
     blobs: BlobStore
     signer: BlobLinkSigner
     fetch_policy: FetchPolicy
+    predictor: Predictor
+    worker: InProcessWorker
 
 
 def get_services(request: Request) -> Services:
@@ -40,7 +44,7 @@ def get_session(services: Annotated[Services, Depends(get_services)]) -> Iterato
         yield session
 
 
-def _key_from(request: Request, header_names: tuple[str, ...]) -> str | None:
+def key_from(request: Request, header_names: tuple[str, ...]) -> str | None:
     for name in header_names:
         value = request.headers.get(name)
         if value:
@@ -49,7 +53,7 @@ def _key_from(request: Request, header_names: tuple[str, ...]) -> str | None:
 
 
 def get_training_resource(request: Request, session: Annotated[Session, Depends(get_session)]) -> Resource:
-    key = _key_from(request, TRAINING_KEY_HEADERS)
+    key = key_from(request, TRAINING_KEY_HEADERS)
     resource = resource_for_training_key(session, key) if key else None
     if resource is None:
         raise DomainError("NotFoundApimSubscription", "Access denied: send a valid key in the Training-Key header.")

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from opencustomvision.api.negotiation import render
 from opencustomvision.api.schemas import CustomVisionError
 from opencustomvision.domain.errors import DomainError
+
+logger = logging.getLogger(__name__)
 
 _STATUS_BY_EXACT_CODE = {
     "UnsupportedMediaType": 415,
@@ -59,3 +64,36 @@ async def http_error_handler(request: Request, error: Exception) -> Response:
     if error.status_code == 405:
         return error_response(request, "BadRequestNotSupported", f"{request.method} is not supported on {request.url.path}.", 405)
     return error_response(request, "BadRequest", str(error.detail), error.status_code)
+
+
+class UnexpectedErrorMiddleware:
+    """Answers a bug with 500 ErrorUnknown and keeps the connection usable.
+
+    Starlette's own catch-all re-raises after answering, which makes the server drop the
+    keep-alive connection; clients then fail their next request with a reset.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            logger.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
+            if started:
+                raise
+            body = b'{"code":"ErrorUnknown","message":"The server failed to handle this request."}'
+            await send({"type": "http.response.start", "status": 500,
+                        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})

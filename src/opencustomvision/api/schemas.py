@@ -196,3 +196,84 @@ class ImageMetadataUpdateSummary(CamelModel):
 
 class ImageMetadataBody(RootModel[dict[str, str]]):
     """UpdateImageMetadata's body: the spec gives it no model name, only key-value pairs."""
+
+
+class ImageUrl(CamelModel):
+    url: str
+
+
+class BoundingBox(CamelModel):
+    left: float
+    top: float
+    width: float
+    height: float
+
+
+class Prediction(CamelModel):
+    probability: float
+    tag_id: UUID
+    tag_name: str | None = None
+    bounding_box: BoundingBox | None = None
+    tag_type: Literal["Regular", "Negative", "GeneralProduct"] | None = None
+
+
+class ImagePrediction(CamelModel):
+    id: UUID
+    project: UUID
+    iteration: UUID
+    created: datetime
+    predictions: list[Prediction]
+
+
+class TrainingParameters(CamelModel):
+    selected_tags: list[UUID] | None = None
+
+
+class Iteration(CamelModel):
+    id: UUID | None = None
+    name: str | None = None
+    status: str | None = None
+    created: datetime | None = None
+    last_modified: datetime | None = None
+    trained_at: datetime | None = None
+    project_id: UUID | None = None
+    exportable: bool | None = None
+    exportable_to: list[str] | None = None
+    domain_id: UUID | None = None
+    classification_type: Literal["Multiclass", "Multilabel"] | None = None
+    training_type: Literal["Regular", "Advanced"] | None = None
+    reserved_budget_in_hours: int | None = None
+    training_time_in_minutes: int | None = None
+    publish_name: str | None = None
+    original_publish_resource_id: str | None = None
+
+
+class TagPerformance(CamelModel):
+    id: UUID
+    name: str
+    precision: float
+    precision_std_deviation: float
+    recall: float
+    recall_std_deviation: float
+    average_precision: float
+
+
+class IterationPerformance(CamelModel):
+    per_tag_performance: list[TagPerformance]
+    precision: float
+    precision_std_deviation: float
+    recall: float
+    recall_std_deviation: float
+    average_precision: float
+
+
+class ImagePerformance(CamelModel):
+    predictions: list[Prediction]
+    id: UUID
+    created: datetime
+    width: int
+    height: int
+    image_uri: str
+    thumbnail_uri: str
+    tags: list[ImageTag] | None = None
+    regions: list[ImageRegion] | None = None

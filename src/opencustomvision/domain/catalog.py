@@ -45,3 +45,14 @@ _BY_ID = {domain.id: domain for domain in DOMAINS}
 
 def find_domain(domain_id: str) -> Domain | None:
     return _BY_ID.get(domain_id.lower())
+
+
+# Compact domains promise a small, fast model; the others get the most accurate backbone we ship.
+# docs/models.md records the measurements behind this choice.
+COMPACT_BACKBONE = "efficientnet-lite0"
+ACCURATE_BACKBONE = "efficientnet-lite2"
+
+
+def backbone_for(domain_id: str) -> str:
+    domain = find_domain(domain_id)
+    return COMPACT_BACKBONE if domain is not None and domain.exportable else ACCURATE_BACKBONE

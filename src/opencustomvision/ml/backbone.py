@@ -173,9 +173,9 @@ def build_torch_model(name: str) -> torch.nn.Module:
             embedding = features.mean(dim=(2, 3))  # the model's own global average pooling
             return embedding, self.net._fc(embedding)  # dropout is the identity in eval mode
 
-    model = _EmbedAndClassify(net).eval()
-    assert spec.embedding_dim == net._fc.in_features and spec.num_classes == net._fc.out_features
-    return model
+    if (net._fc.in_features, net._fc.out_features) != (spec.embedding_dim, spec.num_classes):
+        raise BackboneError(f"{name}: classifier is {net._fc}, the spec says {spec}")
+    return _EmbedAndClassify(net).eval()
 
 
 def export_onnx(name: str, path: Path) -> Path:
@@ -232,15 +232,22 @@ def ensure_onnx(name: str, cache_dir: Path) -> Path:
 def _quiet_exporter() -> Iterator[None]:
     # The exporter warns about optional torchvision ops and deprecations that do not
     # concern this fixed, known model.
-    noisy = logging.getLogger("torch.onnx._internal.exporter._registration")
-    level = noisy.level
-    noisy.setLevel(logging.ERROR)
+    # onnxscript's optimiser logs every rewrite at INFO.
+    quiet = {
+        "torch.onnx": logging.ERROR,
+        "onnxscript": logging.WARNING,
+        "onnx_ir": logging.WARNING,
+    }
+    saved = {name: logging.getLogger(name).level for name in quiet}
+    for name, level in quiet.items():
+        logging.getLogger(name).setLevel(level)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
-        noisy.setLevel(level)
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def _sha256(path: Path) -> str:

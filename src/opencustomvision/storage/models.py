@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    LargeBinary,
     Boolean,
     DateTime,
     Float,
@@ -184,3 +185,59 @@ class ImageMetadata(Base):
     image_id: Mapped[str] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
     key: Mapped[str] = mapped_column(String(256), primary_key=True)
     value: Mapped[str] = mapped_column(String(512))
+
+
+class Iteration(Base):
+    """One training run of a project: a snapshot of its images and tags, then a model and its honest metrics."""
+
+    __tablename__ = "iterations"
+    __table_args__ = (
+        UniqueConstraint("project_id", "name", name="uq_iterations_project_name"),
+        UniqueConstraint("project_id", "publish_name", name="uq_iterations_project_publish_name"),
+        Index("ix_iterations_status_created", "status", "created"),
+    )
+
+    id: Mapped[str] = mapped_column(Uuid, primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(256))
+    status: Mapped[str] = mapped_column(String(16), default="Training")
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_modified: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    trained_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    training_seconds: Mapped[float | None] = mapped_column(Float)
+    domain_id: Mapped[str] = mapped_column(Uuid)
+    classification_type: Mapped[str | None] = mapped_column(String(16))
+    training_type: Mapped[str] = mapped_column(String(16), default="Regular")
+    reserved_budget_in_hours: Mapped[int] = mapped_column(Integer, default=0)
+    notification_email: Mapped[str | None] = mapped_column(String(320))
+    selected_tag_ids: Mapped[list[str] | None] = mapped_column(JSON)
+    training_fingerprint: Mapped[str] = mapped_column(String(64))
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    model_key: Mapped[str | None] = mapped_column(String(256))
+    backbone: Mapped[str | None] = mapped_column(String(64))
+    performance: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    publish_name: Mapped[str | None] = mapped_column(String(256))
+    published_resource_id: Mapped[str | None] = mapped_column(ForeignKey("resources.id", ondelete="SET NULL"))
+    original_publish_resource_id: Mapped[str | None] = mapped_column(String(512))
+
+
+class IterationImage(Base):
+    """An image as it was when an iteration trained on it, with its out-of-fold prediction."""
+
+    __tablename__ = "iteration_images"
+
+    iteration_id: Mapped[str] = mapped_column(ForeignKey("iterations.id", ondelete="CASCADE"), primary_key=True)
+    image_id: Mapped[str] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True, index=True)
+    tag_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    predictions: Mapped[dict[str, float] | None] = mapped_column(JSON)
+    fold: Mapped[int | None] = mapped_column(Integer)
+
+
+class ImageEmbedding(Base):
+    """A backbone's embedding of an image, computed once and reused by every later training."""
+
+    __tablename__ = "image_embeddings"
+
+    image_id: Mapped[str] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    backbone: Mapped[str] = mapped_column(String(64), primary_key=True)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)

@@ -5,13 +5,13 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
 from opencustomvision.api import schemas
 from opencustomvision.api.deps import Links, ServicesDep, SessionDep, TrainingResource
-from opencustomvision.api.negotiation import media_type_of, read_body, render
+from opencustomvision.api.negotiation import read_body, render
 from opencustomvision.api.params import uuid_list
+from opencustomvision.api.uploads import uploaded_images
 from opencustomvision.api.presenters import present_create_summary, present_image, present_region_entry
 from opencustomvision.domain import images, limits
 from opencustomvision.domain.errors import DomainError
@@ -30,8 +30,6 @@ MetadataFilter = Annotated[str | None, Query(alias="$filter")]
 Take = Annotated[int, Query(ge=0, le=limits.MAX_TAKE)]
 # The spec types skip as int32; bounding it keeps PostgreSQL from overflowing.
 Skip = Annotated[int, Query(ge=0, le=2**31 - 1)]
-# Read one byte past the limit so an oversized image is reported as ErrorImageSize without holding it all.
-_READ_CAP = limits.MAX_IMAGE_BYTES + 1
 
 
 def _no_iterations_yet(iteration_id: uuid.UUID | None) -> None:
@@ -130,25 +128,6 @@ def get_images_by_ids(
 # ---------------------------------------------------------------------------------------------- creation
 
 
-async def _uploaded_images(request: Request) -> list[bytes]:
-    """Image bytes from a multipart form (any field name, several files) or a raw body."""
-    if media_type_of(request) == "multipart/form-data":
-        form = await request.form(max_files=limits.MAX_IMAGES_PER_BATCH + 1, max_fields=limits.MAX_IMAGES_PER_BATCH + 1)
-        try:
-            files = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
-            if len(files) > limits.MAX_IMAGES_PER_BATCH:
-                raise DomainError("BadRequestImageBatch", f"A batch holds at most {limits.MAX_IMAGES_PER_BATCH} images.")
-            return [await upload.read(_READ_CAP) for upload in files]
-        finally:
-            await form.close()
-    body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) >= _READ_CAP:
-            break
-    return [bytes(body)] if body else []
-
-
 async def _create(
     request: Request, session: SessionDep, services: ServicesDep, resource: TrainingResource, links: Links,
     project_id: uuid.UUID, sources: list[ImageInput], tag_ids: list[str], metadata: dict[str, str] | None = None,
@@ -174,7 +153,7 @@ async def create_images_from_data(
 ) -> Response:
     # Refuse an unknown project before reading up to 64 uploads.
     await run_in_threadpool(get_project, session, resource.id, project_id)
-    sources = [ImageInput(data=data) for data in await _uploaded_images(request)]
+    sources = [ImageInput(data=data) for data in await uploaded_images(request)]
     return await _create(request, session, services, resource, links, project_id, sources, tag_ids)
 
 

@@ -19,23 +19,13 @@ PENDING_OPERATIONS: tuple[tuple[str, str, str], ...] = (
     ("POST", "/projects/{project_id}/images/predictions", "CreateImagesFromPredictions"),
     ("POST", "/projects/{project_id}/images/suggested", "QuerySuggestedImages"),
     ("POST", "/projects/{project_id}/images/suggested/count", "QuerySuggestedImageCount"),
-    ("GET", "/projects/{project_id}/iterations", "GetIterations"),
-    ("GET", "/projects/{project_id}/iterations/{iteration_id}", "GetIteration"),
-    ("DELETE", "/projects/{project_id}/iterations/{iteration_id}", "DeleteIteration"),
-    ("PATCH", "/projects/{project_id}/iterations/{iteration_id}", "UpdateIteration"),
     ("GET", "/projects/{project_id}/iterations/{iteration_id}/export", "GetExports"),
     ("POST", "/projects/{project_id}/iterations/{iteration_id}/export", "ExportIteration"),
-    ("GET", "/projects/{project_id}/iterations/{iteration_id}/performance", "GetIterationPerformance"),
-    ("GET", "/projects/{project_id}/iterations/{iteration_id}/performance/images", "GetImagePerformances"),
-    ("GET", "/projects/{project_id}/iterations/{iteration_id}/performance/images/count", "GetImagePerformanceCount"),
-    ("POST", "/projects/{project_id}/iterations/{iteration_id}/publish", "PublishIteration"),
-    ("DELETE", "/projects/{project_id}/iterations/{iteration_id}/publish", "UnpublishIteration"),
     ("DELETE", "/projects/{project_id}/predictions", "DeletePrediction"),
     ("POST", "/projects/{project_id}/predictions/query", "QueryPredictions"),
     ("POST", "/projects/{project_id}/quicktest/image", "QuickTestImage"),
     ("POST", "/projects/{project_id}/quicktest/url", "QuickTestImageUrl"),
     ("POST", "/projects/{project_id}/tagsandregions/suggestions", "SuggestTagsAndRegions"),
-    ("POST", "/projects/{project_id}/train", "TrainProject"),
 )
 
 

@@ -1,0 +1,260 @@
+"""Iterations: what may be trained, the life of a training run, naming and publishing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from opencustomvision.domain import limits
+from opencustomvision.domain.catalog import CLASSIFICATION, find_domain
+from opencustomvision.domain.errors import DomainError, not_found
+from opencustomvision.domain.naming import require_storable_text
+from opencustomvision.storage.models import Image, Iteration, IterationImage, Project, Resource, Tag, utcnow
+
+TRAINING, COMPLETED, FAILED = "Training", "Completed", "Failed"
+TRAINING_TYPES = ("Regular", "Advanced")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_PUBLISH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,254}$")
+
+
+@dataclass(frozen=True)
+class TrainingRequest:
+    training_type: str = "Regular"
+    reserved_budget_in_hours: int = 0
+    force_train: bool = False
+    notification_email: str | None = None
+    selected_tag_ids: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class TrainingExample:
+    """One image of a training snapshot and the tags it carried."""
+
+    image_id: str
+    tag_ids: tuple[str, ...]
+
+
+def list_iterations(session: Session, project: Project) -> list[Iteration]:
+    return list(session.scalars(select(Iteration).where(Iteration.project_id == project.id).order_by(Iteration.created)))
+
+
+def get_iteration(session: Session, project: Project, iteration_id: uuid.UUID | str) -> Iteration:
+    iteration = session.get(Iteration, str(iteration_id))
+    if iteration is None or iteration.project_id != project.id:
+        raise not_found("NotFoundIteration", "Iteration", iteration_id)
+    return iteration
+
+
+def _training_tags(session: Session, project: Project, selected: list[str] | None) -> list[Tag]:
+    tags = list(session.scalars(select(Tag).where(Tag.project_id == project.id)))
+    if selected is None:
+        return tags
+    wanted = {tag_id.lower() for tag_id in selected}
+    known = {tag.id for tag in tags}
+    if wanted - known:
+        raise DomainError("BadRequestTrainingValidationFailed", f"Selected tags not in this project: {sorted(wanted - known)}.")
+    # The Negative tag always takes part: it tells the model what none of the tags looks like.
+    return [tag for tag in tags if tag.id in wanted or tag.type == "Negative"]
+
+
+def training_snapshot(session: Session, project: Project, tags: list[Tag]) -> list[TrainingExample]:
+    tag_ids = {tag.id for tag in tags}
+    images = session.scalars(select(Image).where(Image.project_id == project.id).order_by(Image.created, Image.id))
+    snapshot = []
+    for image in images:
+        carried = tuple(sorted(image_tag.tag_id for image_tag in image.tags if image_tag.tag_id in tag_ids))
+        if carried:
+            snapshot.append(TrainingExample(image.id, carried))
+    return snapshot
+
+
+def _validate_classification(project: Project, tags: list[Tag], snapshot: list[TrainingExample]) -> None:
+    counts = Counter(tag_id for example in snapshot for tag_id in example.tag_ids)
+    regular = [tag for tag in tags if tag.type != "Negative"]
+    negative = next((tag for tag in tags if tag.type == "Negative"), None)
+    short = [f"'{tag.name}' ({counts[tag.id]})" for tag in regular if counts[tag.id] < limits.MIN_IMAGES_PER_TAG]
+    if short:
+        raise DomainError(
+            "BadRequestTrainingValidationFailed",
+            f"Each tag needs at least {limits.MIN_IMAGES_PER_TAG} images; too few for {', '.join(short)}.",
+        )
+    classes = len(regular) + (1 if negative is not None and counts[negative.id] > 0 else 0)
+    if project.classification_type == "Multilabel":
+        if not regular:
+            raise DomainError("BadRequestMultiLabelClassificationTrainingValidationFailed", "Add at least one tag to train.")
+        everywhere = [tag.name for tag in regular if counts[tag.id] == len(snapshot)]
+        if everywhere:
+            raise DomainError(
+                "BadRequestMultiLabelClassificationTrainingValidationFailed",
+                f"Every image carries {everywhere}: add images without those tags (or a Negative tag) to learn them.",
+            )
+        return
+    if classes < 2:
+        raise DomainError(
+            "BadRequestMultiClassClassificationTrainingValidationFailed",
+            "A multiclass project needs at least two tags with images (the Negative tag counts).",
+        )
+    regular_ids = {tag.id for tag in regular}
+    crowded = [example.image_id for example in snapshot if sum(tag_id in regular_ids for tag_id in example.tag_ids) > 1]
+    if crowded:
+        raise DomainError(
+            "BadRequestMultiClassClassificationTrainingValidationFailed",
+            f"In a multiclass project an image carries one tag; {len(crowded)} images carry several "
+            f"(first: {crowded[0]}). Make the project Multilabel or remove the extra tags.",
+        )
+
+
+def fingerprint(project: Project, snapshot: list[TrainingExample]) -> str:
+    """What a model depends on, so an unchanged project is not trained twice."""
+    material = {
+        "domain": project.domain_id,
+        "classification": project.classification_type,
+        "examples": [[example.image_id, list(example.tag_ids)] for example in snapshot],
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+
+
+def start_training(session: Session, project: Project, request: TrainingRequest) -> Iteration:
+    """Validate, snapshot the training set and queue an iteration in status Training."""
+    domain = find_domain(project.domain_id)
+    if domain is None or domain.type != CLASSIFICATION:
+        raise DomainError("BadRequestNotSupported", "Training object detection projects is not available yet.")
+    if request.training_type not in TRAINING_TYPES:
+        raise DomainError("BadRequest", f"trainingType must be one of {TRAINING_TYPES}.")
+    if request.training_type == "Advanced":
+        raise DomainError("BadRequestNotSupported", "Advanced training is not available yet; train with trainingType=Regular.")
+    if request.notification_email is not None:
+        require_storable_text(request.notification_email, "BadRequestInvalidEmailAddress", "notificationEmailAddress")
+        if not _EMAIL.match(request.notification_email):
+            raise DomainError("BadRequestInvalidEmailAddress", f"'{request.notification_email}' is not an email address.")
+    iterations = list_iterations(session, project)
+    if any(iteration.status == TRAINING for iteration in iterations):
+        raise DomainError("BadRequestTrainingAlreadyInProgress", "This project is already training.")
+    if len(iterations) >= limits.MAX_ITERATIONS_PER_PROJECT:
+        raise DomainError(
+            "BadRequestExceedIterationPerProjectLimit",
+            f"A project keeps at most {limits.MAX_ITERATIONS_PER_PROJECT} iterations; delete an unpublished one first.",
+        )
+
+    tags = _training_tags(session, project, request.selected_tag_ids)
+    snapshot = training_snapshot(session, project, tags)
+    _validate_classification(project, tags, snapshot)
+    key = fingerprint(project, snapshot)
+    last = next((it for it in reversed(iterations) if it.status == COMPLETED), None)
+    if last is not None and last.training_fingerprint == key and not request.force_train:
+        raise DomainError("BadRequestTrainingNotNeeded", "Nothing changed since the last iteration; pass forceTrain=true to train anyway.")
+
+    now = utcnow()
+    number = 1 + (session.scalar(select(func.count()).select_from(Iteration).where(Iteration.project_id == project.id)) or 0)
+    iteration = Iteration(
+        project_id=project.id,
+        name=_free_name(session, project, f"Iteration {number}"),
+        status=TRAINING,
+        created=now,
+        last_modified=now,
+        domain_id=project.domain_id,
+        classification_type=project.classification_type,
+        training_type=request.training_type,
+        reserved_budget_in_hours=request.reserved_budget_in_hours,
+        notification_email=request.notification_email,
+        selected_tag_ids=request.selected_tag_ids,
+        training_fingerprint=key,
+    )
+    session.add(iteration)
+    session.flush()
+    session.add_all(
+        IterationImage(iteration_id=iteration.id, image_id=example.image_id, tag_ids=list(example.tag_ids)) for example in snapshot
+    )
+    session.commit()
+    return iteration
+
+
+def _free_name(session: Session, project: Project, wanted: str) -> str:
+    taken = set(session.scalars(select(Iteration.name).where(Iteration.project_id == project.id)))
+    name, suffix = wanted, 1
+    while name in taken:
+        suffix += 1
+        name = f"{wanted} ({suffix})"
+    return name
+
+
+def rename_iteration(session: Session, project: Project, iteration: Iteration, name: str) -> Iteration:
+    name = require_storable_text(name, "BadRequestIterationName", "An iteration name").strip()
+    if not name or len(name) > limits.MAX_NAME_LENGTH:
+        raise DomainError("BadRequestIterationName", f"An iteration name must be 1 to {limits.MAX_NAME_LENGTH} characters.")
+    clash = select(Iteration.id).where(Iteration.project_id == project.id, Iteration.name == name, Iteration.id != iteration.id)
+    if session.scalars(clash).first() is not None:
+        raise DomainError("BadRequestIterationNameNotUnique", f"An iteration named '{name}' already exists.")
+    iteration.name = name
+    iteration.last_modified = utcnow()
+    session.commit()
+    return iteration
+
+
+def delete_iteration(session: Session, iteration: Iteration) -> str | None:
+    """Delete an unpublished iteration; returns the key of its model blob for the caller to remove."""
+    if iteration.publish_name is not None:
+        raise DomainError("BadRequestIterationIsPublished", "Unpublish the iteration before deleting it.")
+    if iteration.status == TRAINING:
+        raise DomainError("BadRequestTrainingAlreadyInProgress", "The iteration is still training.")
+    model_key = iteration.model_key
+    session.delete(iteration)
+    session.commit()
+    return model_key
+
+
+def publish_iteration(
+    session: Session, project: Project, iteration: Iteration, publish_name: str, prediction_resource_id: str
+) -> Iteration:
+    if iteration.status != COMPLETED:
+        raise DomainError("BadRequestIterationIsNotTrained", "Only a completed iteration can be published.")
+    if not publish_name or not _PUBLISH_NAME.match(publish_name):
+        raise DomainError(
+            "BadRequestInvalidPublishName",
+            "A publish name is 1 to 255 letters, digits, spaces, dots, dashes or underscores, starting with a letter or digit.",
+        )
+    target = session.scalars(select(Resource).where(Resource.prediction_resource_id == prediction_resource_id)).first()
+    if target is None:
+        raise DomainError("BadRequestInvalidPublishTarget", f"'{prediction_resource_id}' is not a prediction resource of this service.")
+    clash = select(Iteration.id).where(
+        Iteration.project_id == project.id, Iteration.publish_name == publish_name, Iteration.id != iteration.id
+    )
+    if session.scalars(clash).first() is not None:
+        raise DomainError("BadRequestInvalidPublishName", f"Another iteration of this project is published as '{publish_name}'.")
+    iteration.publish_name = publish_name
+    iteration.published_resource_id = target.id
+    iteration.original_publish_resource_id = prediction_resource_id
+    iteration.last_modified = utcnow()
+    session.commit()
+    return iteration
+
+
+def unpublish_iteration(session: Session, iteration: Iteration) -> Iteration:
+    if iteration.publish_name is None:
+        raise DomainError("BadRequestIterationNotPublished", "The iteration is not published.")
+    iteration.publish_name = None
+    iteration.published_resource_id = None
+    iteration.last_modified = utcnow()
+    session.commit()
+    return iteration
+
+
+def published_iteration(session: Session, resource: Resource, project_id: uuid.UUID | str, publish_name: str) -> Iteration:
+    """The iteration a prediction resource serves under ``publish_name``; anything else is simply absent."""
+    iteration = session.scalars(
+        select(Iteration).where(
+            Iteration.project_id == str(project_id),
+            Iteration.publish_name == publish_name,
+            Iteration.published_resource_id == resource.id,
+        )
+    ).first()
+    if iteration is None:
+        raise DomainError("NotFoundIteration", f"No iteration of project {project_id} is published as '{publish_name}' to this resource.")
+    return iteration

@@ -1,0 +1,129 @@
+"""A training job: embeddings (cached per image and backbone), honest cross-validation, the final head.
+
+This is where the database meets the ML code: it reads an iteration's snapshot, hands arrays to
+``ml/`` and stores what comes back. ``ml/`` itself never sees a session.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from opencustomvision.domain.catalog import backbone_for
+from opencustomvision.domain.iterations import COMPLETED, FAILED, TRAINING
+from opencustomvision.imaging.decode import ImageRejected, load_rgb
+from opencustomvision.ml.evaluation import cross_validated_predictions
+from opencustomvision.ml.heads import TagClassifier
+from opencustomvision.ml.registry import BackboneRegistry
+from opencustomvision.storage.blobs import BlobStore
+from opencustomvision.storage.models import Image, ImageEmbedding, Iteration, IterationImage, Tag, utcnow
+
+logger = logging.getLogger(__name__)
+EMBEDDING_BATCH = 32
+
+
+def model_key(project_id: str, iteration_id: str) -> str:
+    return f"projects/{project_id}/iterations/{iteration_id}/classifier.npz"
+
+
+def save_classifier(head: TagClassifier, backbone: str) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, backbone=np.array(backbone), **head.to_arrays())
+    return buffer.getvalue()
+
+
+def load_classifier(data: bytes) -> tuple[TagClassifier, str]:
+    with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+        contents = {name: arrays[name] for name in arrays.files}
+    backbone = str(contents.pop("backbone"))
+    return TagClassifier.from_arrays(contents), backbone
+
+
+class TrainingJob:
+    def __init__(self, sessions: sessionmaker[Session], blobs: BlobStore, backbones: BackboneRegistry) -> None:
+        self._sessions = sessions
+        self._blobs = blobs
+        self._backbones = backbones
+
+    def __call__(self, iteration_id: str) -> None:
+        started = time.monotonic()
+        try:
+            self._train(iteration_id, started)
+        except Exception as error:
+            logger.exception("iteration %s failed", iteration_id)
+            self._fail(iteration_id, f"{type(error).__name__}: {error}")
+
+    def _fail(self, iteration_id: str, reason: str) -> None:
+        with self._sessions() as session:
+            iteration = session.get(Iteration, iteration_id)
+            if iteration is not None and iteration.status == TRAINING:
+                iteration.status = FAILED
+                iteration.failure_reason = reason[:2000]
+                iteration.last_modified = utcnow()
+                session.commit()
+
+    def embeddings(self, session: Session, image_ids: list[str], backbone_name: str) -> np.ndarray:
+        """One vector per image, computing and caching only those never embedded by this backbone."""
+        cached = {
+            row.image_id: np.frombuffer(row.vector, dtype=np.float32)
+            for row in session.scalars(
+                select(ImageEmbedding).where(ImageEmbedding.backbone == backbone_name, ImageEmbedding.image_id.in_(image_ids))
+            )
+        }
+        missing = [image_id for image_id in image_ids if image_id not in cached]
+        if missing:
+            backbone = self._backbones.get(backbone_name)
+            images = {image.id: image for image in session.scalars(select(Image).where(Image.id.in_(missing)))}
+            for start in range(0, len(missing), EMBEDDING_BATCH):
+                chunk = missing[start:start + EMBEDDING_BATCH]
+                pictures = [load_rgb(self._blobs.get(images[image_id].resized_key)) for image_id in chunk]
+                vectors = backbone.embed_images(pictures, batch_size=EMBEDDING_BATCH)
+                for image_id, vector in zip(chunk, vectors):
+                    cached[image_id] = vector
+                    session.merge(ImageEmbedding(image_id=image_id, backbone=backbone_name, vector=vector.astype(np.float32).tobytes()))
+                session.commit()
+        return np.stack([cached[image_id] for image_id in image_ids])
+
+    def _train(self, iteration_id: str, started: float) -> None:
+        with self._sessions() as session:
+            iteration = session.get(Iteration, iteration_id)
+            if iteration is None or iteration.status != TRAINING:
+                return
+            members = list(session.scalars(select(IterationImage).where(IterationImage.iteration_id == iteration_id)))
+            tags = {tag.id: tag for tag in session.scalars(select(Tag).where(Tag.project_id == iteration.project_id))}
+            # Tags deleted since the snapshot drop out; images that kept no tag drop out with them.
+            members = [m for m in members if any(tag_id in tags for tag_id in m.tag_ids)]
+            tag_ids = sorted({tag_id for m in members for tag_id in m.tag_ids if tag_id in tags}, key=lambda t: tags[t].name)
+            backbone_name = backbone_for(iteration.domain_id)
+            try:
+                features = self.embeddings(session, [m.image_id for m in members], backbone_name)
+            except ImageRejected as error:
+                raise RuntimeError(f"a stored image could not be decoded: {error}") from error
+            labels = np.array([[1.0 if tag_id in m.tag_ids else 0.0 for tag_id in tag_ids] for m in members], dtype=np.float32)
+            mode = iteration.classification_type or "Multiclass"
+            negative = next((tag_id for tag_id in tag_ids if tags[tag_id].type == "Negative"), None)
+
+            def make_head() -> TagClassifier:
+                return TagClassifier(mode, negative_tag=negative)
+
+            probabilities, folds = cross_validated_predictions(make_head, features, labels, tag_ids)
+            head = make_head().fit(features, labels, tag_ids)
+
+            key = model_key(iteration.project_id, iteration.id)
+            self._blobs.put(key, save_classifier(head, backbone_name))
+            for member, row, fold in zip(members, probabilities, folds):
+                member.predictions = {tag_id: float(p) for tag_id, p in zip(tag_ids, row)}
+                member.fold = int(fold)
+            now = utcnow()
+            iteration.status = COMPLETED
+            iteration.model_key = key
+            iteration.backbone = backbone_name
+            iteration.trained_at = now
+            iteration.last_modified = now
+            iteration.training_seconds = time.monotonic() - started
+            session.commit()

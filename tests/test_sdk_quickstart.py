@@ -1,0 +1,102 @@
+"""The official SDK's image-classification quickstart, unchanged, against a live server."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from azure.cognitiveservices.vision.customvision.prediction import CustomVisionPredictionClient
+from azure.cognitiveservices.vision.customvision.training import CustomVisionTrainingClient
+from azure.cognitiveservices.vision.customvision.training.models import (
+    CustomVisionErrorException,
+    ImageFileCreateBatch,
+    ImageFileCreateEntry,
+)
+from msrest.authentication import ApiKeyCredentials
+
+from tests.conftest import LiveServer, shared_data
+
+pytestmark = pytest.mark.slow
+
+
+def error_code(call) -> str:  # type: ignore[no-untyped-def]
+    with pytest.raises(CustomVisionErrorException) as caught:
+        call()
+    return caught.value.error.code
+
+
+def wait_for_training(trainer: CustomVisionTrainingClient, project_id: str, iteration_id: str, timeout: float = 240):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    iteration = trainer.get_iteration(project_id, iteration_id)
+    while iteration.status == "Training":
+        assert time.monotonic() < deadline, "training did not finish in time"
+        time.sleep(0.5)
+        iteration = trainer.get_iteration(project_id, iteration_id)
+    return iteration
+
+
+@pytest.fixture(scope="module")
+def quickstart(live_server: LiveServer):  # type: ignore[no-untyped-def]
+    base = shared_data("customvision-samples", "ImageClassification", "Images")
+    trainer = CustomVisionTrainingClient(live_server.endpoint, ApiKeyCredentials(in_headers={"Training-key": live_server.default.training_key}))
+    project = trainer.create_project(f"quickstart-{uuid.uuid4().hex[:8]}")
+    hemlock = trainer.create_tag(project.id, "Hemlock")
+    cherry = trainer.create_tag(project.id, "Japanese Cherry")
+    entries = []
+    for folder, tag in (("Hemlock", hemlock), ("Japanese_Cherry", cherry)):
+        for path in sorted((base / folder).glob("*.jpg")):
+            entries.append(ImageFileCreateEntry(name=path.name, contents=path.read_bytes(), tag_ids=[tag.id]))
+    assert trainer.create_images_from_files(project.id, ImageFileCreateBatch(images=entries)).is_batch_successful
+
+    started = time.monotonic()
+    iteration = trainer.train_project(project.id)
+    assert iteration.status == "Training"
+    iteration = wait_for_training(trainer, project.id, iteration.id)
+    training_seconds = time.monotonic() - started
+    assert iteration.status == "Completed", iteration
+    return trainer, project, iteration, hemlock, cherry, base, training_seconds
+
+
+def test_train_publish_classify(quickstart, live_server: LiveServer) -> None:  # type: ignore[no-untyped-def]
+    trainer, project, iteration, hemlock, _, base, _ = quickstart
+    trainer.publish_iteration(project.id, iteration.id, "classifyModel", live_server.default.prediction_resource_id)
+    predictor = CustomVisionPredictionClient(live_server.endpoint, ApiKeyCredentials(in_headers={"Prediction-key": live_server.default.prediction_key}))
+    with open(base / "Test" / "test_image.jpg", "rb") as image:
+        results = predictor.classify_image(project.id, "classifyModel", image.read())
+    assert [p.tag_name for p in results.predictions][0] == "Hemlock"
+    assert results.predictions[0].probability > 0.5
+    assert results.predictions[0].tag_type == "Regular"
+    probabilities = [p.probability for p in results.predictions]
+    assert probabilities == sorted(probabilities, reverse=True) and abs(sum(probabilities) - 1) < 1e-4
+    with open(base / "Test" / "test_image.jpg", "rb") as image:
+        again = predictor.classify_image_with_no_store(project.id, "classifyModel", image.read())
+    assert again.predictions[0].tag_name == "Hemlock"
+
+    stranger = CustomVisionPredictionClient(live_server.endpoint, ApiKeyCredentials(in_headers={"Prediction-key": live_server.other.prediction_key}))
+    with pytest.raises(Exception):
+        stranger.classify_image(project.id, "classifyModel", b"irrelevant")
+
+
+def test_iteration_fields_and_honest_performance(quickstart) -> None:  # type: ignore[no-untyped-def]
+    trainer, project, iteration, hemlock, cherry, _, _ = quickstart
+    assert iteration.trained_at is not None and iteration.domain_id == project.settings.domain_id
+    assert iteration.classification_type == "Multiclass" and iteration.training_type == "Regular"
+    performance = trainer.get_iteration_performance(project.id, iteration.id, threshold=0.5)
+    assert {tag.name for tag in performance.per_tag_performance} == {"Hemlock", "Japanese Cherry"}
+    assert 0 <= performance.precision <= 1 and 0 <= performance.recall <= 1
+    assert trainer.get_image_performance_count(project.id, iteration.id) == 20
+    images = trainer.get_image_performances(project.id, iteration.id, take=20)
+    assert len(images) == 20 and all(len(image.predictions) == 2 for image in images)
+
+
+def test_training_validation(quickstart, live_server: LiveServer) -> None:  # type: ignore[no-untyped-def]
+    trainer, project, iteration, _, _, _, _ = quickstart
+    assert error_code(lambda: trainer.train_project(project.id)) == "BadRequestTrainingNotNeeded"
+    lonely = trainer.create_project(f"lonely-{uuid.uuid4().hex[:8]}")
+    trainer.create_tag(lonely.id, "only")
+    assert error_code(lambda: trainer.train_project(lonely.id)).startswith("BadRequest")
+    assert error_code(lambda: trainer.publish_iteration(project.id, iteration.id, "x", "not-a-resource")) == "BadRequestInvalidPublishTarget"
+    trainer.publish_iteration(project.id, iteration.id, "classifyModel", live_server.default.prediction_resource_id)
+    assert error_code(lambda: trainer.delete_iteration(project.id, iteration.id)) == "BadRequestIterationIsPublished"
+    assert error_code(lambda: trainer.publish_iteration(project.id, iteration.id, "bad/name", live_server.default.prediction_resource_id)) == "BadRequestInvalidPublishName"
