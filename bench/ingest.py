@@ -20,9 +20,6 @@ import io
 import os
 import secrets
 import statistics
-import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,13 +28,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _server import ocv_server
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cls_hymenoptera"
 SPLITS = ("train", "val")
 TAGS = ("ants", "bees")
-API = "/customvision/v3.3/training"
 BAD_FILE = Path("train") / "ants" / "imageNotFound.gif"  # a placeholder picture, but a valid GIF
 
 
@@ -65,69 +63,6 @@ def pillow_baseline(files: list[tuple[Path, str]]) -> tuple[float, int]:
     return time.perf_counter() - started, failed
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def ocv_command() -> list[str]:
-    script = Path(sys.executable).with_name("ocv")
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("ocv")
-    return [found] if found else [sys.executable, "-m", "opencustomvision.cli"]
-
-
-def process_tree(pid: int) -> list[int]:
-    """pid and all its descendants, from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(parent, []).append(int(entry.name))
-    tree, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        tree.append(current)
-        todo += children.get(current, [])
-    return tree
-
-
-def peak_rss_kib(pid: int) -> tuple[int, int]:
-    """Sum of VmHWM (peak resident set) over the process and its children, and how many processes."""
-    total = count = 0
-    for member in process_tree(pid):
-        try:
-            for line in Path(f"/proc/{member}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    total += int(line.split()[1])
-                    count += 1
-        except OSError:
-            pass
-    return total, count
-
-
-def wait_until_up(server: subprocess.Popen[bytes], endpoint: str, key: str, log: Path, timeout: float = 60) -> float:
-    started = time.perf_counter()
-    deadline = started + timeout
-    while time.perf_counter() < deadline:
-        if server.poll() is not None:
-            sys.exit(f"bench: the server exited with code {server.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{endpoint}{API}/domains", headers={"Training-Key": key}, timeout=2).status_code == 200:
-                return time.perf_counter() - started
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    sys.exit(f"bench: the server did not answer within {timeout:.0f}s:\n{log.read_text()[-3000:]}")
-
-
 @dataclass
 class Upload:
     seconds: float = 0.0
@@ -139,7 +74,10 @@ class Upload:
 
 def upload(client, files: list[tuple[Path, str]], data: Path, batch: int) -> Upload:  # type: ignore[no-untyped-def]
     """A new project with the two tags, then every file in batches, one create_images_from_files call at a time."""
-    from azure.cognitiveservices.vision.customvision.training.models import ImageFileCreateBatch, ImageFileCreateEntry
+    from azure.cognitiveservices.vision.customvision.training.models import (
+        ImageFileCreateBatch,
+        ImageFileCreateEntry,
+    )
 
     domain = next(d for d in client.get_domains() if d.type == "Classification" and d.name == "General")
     project = client.create_project(f"bench-ingest-{uuid.uuid4().hex[:8]}", domain_id=domain.id)
@@ -182,7 +120,9 @@ def main() -> int:
     if not args.data.is_dir():
         sys.exit(f"bench: data set {args.data} is absent (expected ../shared/data/cls_hymenoptera beside the repository)")
 
-    from azure.cognitiveservices.vision.customvision.training import CustomVisionTrainingClient
+    from azure.cognitiveservices.vision.customvision.training import (
+        CustomVisionTrainingClient,
+    )
     from msrest.authentication import ApiKeyCredentials
 
     files = collect(args.data)
@@ -197,38 +137,19 @@ def main() -> int:
     key = secrets.token_hex(16)
     database = args.database_url.split("://")[0] if args.database_url else "SQLite"
     runs: list[tuple[Upload, float, int]] = []
-    with tempfile.TemporaryDirectory(prefix="ocv-bench-") as tmp:
-        data_dir = Path(tmp) / "data"
-        log = Path(tmp) / "server.log"
-        port = free_port()
-        endpoint = f"http://127.0.0.1:{port}"
-        env = {name: value for name, value in os.environ.items() if not name.startswith("OCV_")}
-        env["OCV_TRAINING_KEY"] = key
-        if args.database_url:
-            env["OCV_DATABASE_URL"] = args.database_url
-        command = [*ocv_command(), "serve", "--data-dir", str(data_dir), "--host", "127.0.0.1",
-                   "--port", str(port), "--log-level", "warning"]
-        with log.open("wb") as log_file:
-            server = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        try:
-            startup = wait_until_up(server, endpoint, key, log)
-            print(f"server:    ocv serve ({database}, data dir in {tmp}), pid {server.pid}, answered {startup:.2f}s after start")
-            client = CustomVisionTrainingClient(endpoint, ApiKeyCredentials(in_headers={"Training-key": key}))
-            for number in range(1, args.runs + 1):
-                decode_seconds, decode_failed = pillow_baseline(files)
-                result = upload(client, files, args.data, args.batch)
-                runs.append((result, decode_seconds, decode_failed))
-                rate, decode_rate = len(files) / result.seconds, len(files) / decode_seconds
-                print(f"run {number}:     upload {result.seconds:5.2f}s = {rate:6.1f} images/s | "
-                      f"Pillow read+decode {decode_seconds:4.2f}s = {decode_rate:6.1f} images/s | ratio {rate / decode_rate:.2f}")
-            peak_kib, processes = peak_rss_kib(server.pid)
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+    with tempfile.TemporaryDirectory(prefix="ocv-bench-") as tmp, \
+            ocv_server(Path(tmp) / "data", Path(tmp) / "server.log", training_key=key, database_url=args.database_url) as server:
+        print(f"server:    ocv serve ({database}, data dir in {tmp}), pid {server.pid}, "
+              f"answered {server.startup_seconds:.2f}s after start")
+        client = CustomVisionTrainingClient(server.endpoint, ApiKeyCredentials(in_headers={"Training-key": key}))
+        for number in range(1, args.runs + 1):
+            decode_seconds, decode_failed = pillow_baseline(files)
+            result = upload(client, files, args.data, args.batch)
+            runs.append((result, decode_seconds, decode_failed))
+            rate, decode_rate = len(files) / result.seconds, len(files) / decode_seconds
+            print(f"run {number}:     upload {result.seconds:5.2f}s = {rate:6.1f} images/s | "
+                  f"Pillow read+decode {decode_seconds:4.2f}s = {decode_rate:6.1f} images/s | ratio {rate / decode_rate:.2f}")
+        peak_kib, processes = server.peak_rss_kib()
 
     first = runs[0][0]
     statuses = Counter(first.statuses)

@@ -219,6 +219,7 @@ def test_arrays_round_trip_gives_identical_predictions(mode: str):
     loaded = save_and_load(head)
     assert np.array_equal(loaded.predict_proba(X), head.predict_proba(X))
     assert (loaded.mode, loaded.tag_ids_, loaded.C_, loaded.negative_tag) == (mode, ["a", "b", "c"], head.C_, "c")
+    assert loaded.cv_folds == "auto" and save_and_load(TagClassifier(mode, cv_folds=4).fit(X, one_hot(labels, 3), ["a", "b", "c"])).cv_folds == 4
     assert all(not name.startswith("backbone") for name in head.to_arrays())
     assert all(array.dtype != object for array in head.to_arrays().values())
 
@@ -235,6 +236,10 @@ def test_misuse_is_explained():
     Y = one_hot(labels, 2)
     with pytest.raises(ValueError, match="mode"):
         TagClassifier("Multiple")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="cv_folds"):
+        TagClassifier("Multiclass", cv_folds=1)
+    with pytest.raises(ValueError, match="C_grid"):
+        TagClassifier("Multiclass", C_grid=[0.0, 1.0])
     with pytest.raises(RuntimeError, match="not fitted"):
         TagClassifier("Multiclass").predict_proba(X)
     with pytest.raises(ValueError, match="3 tag ids for 2 label columns"):

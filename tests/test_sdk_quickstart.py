@@ -12,6 +12,9 @@ from azure.cognitiveservices.vision.customvision.training.models import (
     CustomVisionErrorException,
     ImageFileCreateBatch,
     ImageFileCreateEntry,
+    ImageIdCreateBatch,
+    ImageIdCreateEntry,
+    PredictionQueryToken,
 )
 from msrest.authentication import ApiKeyCredentials
 
@@ -100,3 +103,33 @@ def test_training_validation(quickstart, live_server: LiveServer) -> None:  # ty
     trainer.publish_iteration(project.id, iteration.id, "classifyModel", live_server.default.prediction_resource_id)
     assert error_code(lambda: trainer.delete_iteration(project.id, iteration.id)) == "BadRequestIterationIsPublished"
     assert error_code(lambda: trainer.publish_iteration(project.id, iteration.id, "bad/name", live_server.default.prediction_resource_id)) == "BadRequestInvalidPublishName"
+
+
+def test_stored_predictions_and_quick_test(quickstart, live_server: LiveServer) -> None:  # type: ignore[no-untyped-def]
+    trainer, project, iteration, hemlock, cherry, base, _ = quickstart
+    trainer.publish_iteration(project.id, iteration.id, "classifyModel", live_server.default.prediction_resource_id)
+    predictor = CustomVisionPredictionClient(live_server.endpoint, ApiKeyCredentials(in_headers={"Prediction-key": live_server.default.prediction_key}))
+    test_image = (base / "Test" / "test_image.jpg").read_bytes()
+    before = {p.id for p in trainer.query_predictions(project.id, PredictionQueryToken(max_count=256)).results}
+    unstored = predictor.classify_image_with_no_store(project.id, "classifyModel", test_image, application="bench")
+    stored = predictor.classify_image(project.id, "classifyModel", test_image, application="field-app")
+    result = trainer.query_predictions(project.id, PredictionQueryToken(max_count=256, application="field-app"))
+    ids = {p.id for p in result.results}
+    assert stored.id in ids and unstored.id not in ids and stored.id not in before
+    kept = next(p for p in result.results if p.id == stored.id)
+    assert kept.predictions[0].tag_name == "Hemlock" and kept.iteration == iteration.id
+
+    quick = trainer.quick_test_image(project.id, test_image)
+    assert quick.predictions[0].tag_name == "Hemlock" and quick.iteration == iteration.id
+    assert quick.id in {p.id for p in trainer.query_predictions(project.id, PredictionQueryToken(max_count=256)).results}
+    unkept = trainer.quick_test_image(project.id, test_image, store=False)
+    assert unkept.id not in {p.id for p in trainer.query_predictions(project.id, PredictionQueryToken(max_count=256)).results}
+
+    count = trainer.get_tagged_image_count(project.id, tag_ids=[hemlock.id])
+    summary = trainer.create_images_from_predictions(
+        project.id, ImageIdCreateBatch(images=[ImageIdCreateEntry(id=stored.id, tag_ids=[hemlock.id])]))
+    assert summary.is_batch_successful and summary.images[0].image.tags[0].tag_name == "Hemlock"
+    assert trainer.get_tagged_image_count(project.id, tag_ids=[hemlock.id]) == count + 1
+
+    trainer.delete_prediction(project.id, ids=[stored.id])
+    assert stored.id not in {p.id for p in trainer.query_predictions(project.id, PredictionQueryToken(max_count=256)).results}

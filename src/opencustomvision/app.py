@@ -24,7 +24,7 @@ from opencustomvision.api.errors import (
 )
 from opencustomvision.api.routing import VersionedApiMiddleware
 from opencustomvision.api import prediction
-from opencustomvision.api.training import domains, images, iterations, projects, tags, unavailable
+from opencustomvision.api.training import domains, images, iterations, predictions, projects, tags, unavailable
 from opencustomvision.config import Settings
 from opencustomvision.domain.errors import DomainError
 from opencustomvision.imaging.fetch import FetchPolicy
@@ -85,7 +85,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
 
     app = FastAPI(title="OpenCustomVision", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.services = services
-    for router in (domains.router, projects.router, tags.router, images.router, iterations.router, unavailable.router):
+    for router in (domains.router, projects.router, tags.router, images.router, iterations.router, predictions.router, unavailable.router):
         app.include_router(router, prefix="/training")
     app.include_router(prediction.router, prefix="/prediction")
     app.include_router(blobs.router)

@@ -8,15 +8,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from opencustomvision.imaging.decode import ImageLimits, load_rgb
+from opencustomvision.imaging.decode import load_rgb
+from opencustomvision.domain.predictions import PREDICTION_IMAGE_LIMITS
 from opencustomvision.jobs.training import load_classifier
 from opencustomvision.ml.heads import TagClassifier
 from opencustomvision.ml.preprocess import preprocess_batch
 from opencustomvision.ml.registry import BackboneRegistry
 from opencustomvision.storage.blobs import BlobStore
-
-PREDICTION_IMAGE_LIMITS = ImageLimits(max_bytes=4 * 1024 * 1024)
-
 
 @dataclass(frozen=True)
 class LoadedModel:

@@ -6,6 +6,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
@@ -13,13 +14,14 @@ from starlette.responses import Response
 from opencustomvision.api import schemas
 from opencustomvision.api.deps import ServicesDep, SessionDep, get_session, key_from
 from opencustomvision.api.negotiation import read_body, render
+from opencustomvision.api.presenters import present_prediction
 from opencustomvision.api.uploads import uploaded_images
 from opencustomvision.domain.errors import DomainError
 from opencustomvision.domain.iterations import published_iteration
+from opencustomvision.domain.predictions import predict
 from opencustomvision.domain.resources import resource_for_prediction_key
-from opencustomvision.imaging.decode import ImageFormatError, ImageSizeError
 from opencustomvision.imaging.fetch import FetchError, fetch_bytes
-from opencustomvision.storage.models import Resource, Tag, utcnow
+from opencustomvision.storage.models import Resource, Tag
 
 router = APIRouter()
 PREDICTION_KEY_HEADERS = ("prediction-key", "ocp-apim-subscription-key")
@@ -36,31 +38,20 @@ def get_prediction_resource(request: Request, session: Annotated[Session, Depend
 PredictionResource = Annotated[Resource, Depends(get_prediction_resource)]
 
 
-def _classify(request: Request, session: Session, services: ServicesDep, resource: Resource,
-              project_id: uuid.UUID, published_name: str, image: bytes) -> schemas.ImagePrediction:
+def _classify(request: Request, session: Session, services: ServicesDep, resource: Resource, project_id: uuid.UUID,
+              published_name: str, image: bytes | str, application: str | None) -> schemas.ImagePrediction:
     iteration = published_iteration(session, resource, project_id, published_name)
-    if iteration.model_key is None:
-        raise DomainError("ErrorPredictionModelNotFound", "The published iteration has no model.")
-    try:
-        ranked = services.predictor.classify(iteration.model_key, image)
-    except ImageSizeError as error:
-        raise DomainError("BadRequestImageSizeBytes", f"The image is too large: {error}") from error
-    except ImageFormatError as error:
-        raise DomainError("BadRequestImageFormat", f"The image cannot be read: {error}") from error
-    tags = {tag.id: tag for tag in session.query(Tag).filter(Tag.project_id == iteration.project_id)}
+    if isinstance(image, str):
+        try:
+            image = fetch_bytes(image, services.fetch_policy)
+        except FetchError as error:
+            raise DomainError("BadRequestImageUrl", f"The image could not be fetched: {error}") from error
+    store = not request.url.path.endswith("/nostore")
+    outcome = predict(session, services.blobs, services.predictor, iteration, image, store=store, application=application)
+    tags = {tag.id: tag for tag in session.scalars(select(Tag).where(Tag.project_id == iteration.project_id))}
+    # tagType arrived in v3.1; v3.0 clients never saw it.
     with_type = request.scope.get("state", {}).get("api_version") != "v3.0"
-    return schemas.ImagePrediction(
-        id=uuid.uuid4(),
-        project=uuid.UUID(iteration.project_id),
-        iteration=uuid.UUID(iteration.id),
-        created=utcnow(),
-        predictions=[
-            schemas.Prediction(probability=probability, tag_id=uuid.UUID(tag_id),
-                               tag_name=tags[tag_id].name if tag_id in tags else None,
-                               tag_type=(tags[tag_id].type if tag_id in tags else None) if with_type else None)
-            for tag_id, probability in ranked
-        ],
-    )
+    return present_prediction(outcome, tags, with_type=with_type)
 
 
 @router.post("/{project_id}/classify/iterations/{published_name}/image")
@@ -70,8 +61,8 @@ async def classify_image(request: Request, project_id: uuid.UUID, published_name
     uploads = await uploaded_images(request)
     if len(uploads) != 1:
         raise DomainError("BadRequestImageStream", "Send exactly one image, as imageData or as the request body.")
-    prediction = await run_in_threadpool(_classify, request, session, services, resource, project_id, published_name, uploads[0])
-    return render(request, prediction)
+    return render(request, await run_in_threadpool(_classify, request, session, services, resource, project_id,
+                                                   published_name, uploads[0], application))
 
 
 @router.post("/{project_id}/classify/iterations/{published_name}/url")
@@ -79,16 +70,8 @@ async def classify_image(request: Request, project_id: uuid.UUID, published_name
 async def classify_image_url(request: Request, project_id: uuid.UUID, published_name: str, session: SessionDep,
                              services: ServicesDep, resource: PredictionResource, application: str | None = None) -> Response:
     body = await read_body(request, schemas.ImageUrl)
-
-    def fetch_and_classify() -> schemas.ImagePrediction:
-        published_iteration(session, resource, project_id, published_name)
-        try:
-            image = fetch_bytes(body.url, services.fetch_policy)
-        except FetchError as error:
-            raise DomainError("BadRequestImageUrl", f"The image could not be fetched: {error}") from error
-        return _classify(request, session, services, resource, project_id, published_name, image)
-
-    return render(request, await run_in_threadpool(fetch_and_classify))
+    return render(request, await run_in_threadpool(_classify, request, session, services, resource, project_id,
+                                                   published_name, body.url, application))
 
 
 def _detection_pending(_: PredictionResource) -> None:

@@ -8,6 +8,7 @@ from opencustomvision.api import schemas
 from opencustomvision.api.deps import BlobLinks
 from opencustomvision.domain.catalog import Domain
 from opencustomvision.domain.images import ImageCreateOutcome, RegionInput
+from opencustomvision.domain.predictions import PredictionOutcome
 from opencustomvision.storage import models
 
 
@@ -80,4 +81,27 @@ def present_create_summary(outcomes: list[ImageCreateOutcome], links: BlobLinks)
             )
             for outcome in outcomes
         ],
+    )
+
+
+def present_predictions(ranked: list[tuple[str, float]], tags: dict[str, models.Tag], *, with_type: bool = True) -> list[schemas.Prediction]:
+    return [
+        schemas.Prediction(probability=probability, tag_id=UUID(tag_id),
+                           tag_name=tags[tag_id].name if tag_id in tags else None,
+                           tag_type=tags[tag_id].type if with_type and tag_id in tags else None)  # type: ignore[arg-type]
+        for tag_id, probability in ranked
+    ]
+
+
+def present_prediction(outcome: PredictionOutcome, tags: dict[str, models.Tag], *, with_type: bool = True) -> schemas.ImagePrediction:
+    return schemas.ImagePrediction(id=UUID(outcome.id), project=UUID(outcome.project_id), iteration=UUID(outcome.iteration_id),
+                                   created=outcome.created, predictions=present_predictions(outcome.ranked, tags, with_type=with_type))
+
+
+def present_stored_prediction(stored: models.StoredPrediction, tags: dict[str, models.Tag], links: BlobLinks) -> schemas.StoredImagePrediction:
+    return schemas.StoredImagePrediction(
+        resized_image_uri=links.url(stored.resized_key), thumbnail_uri=links.url(stored.thumbnail_key),
+        original_image_uri=links.url(stored.original_key), domain=UUID(stored.domain_id), id=UUID(stored.id),
+        project=UUID(stored.project_id), iteration=UUID(stored.iteration_id) if stored.iteration_id else None,
+        created=stored.created, predictions=present_predictions([(t, p) for t, p in stored.results], tags),
     )

@@ -277,3 +277,50 @@ class ImagePerformance(CamelModel):
     thumbnail_uri: str
     tags: list[ImageTag] | None = None
     regions: list[ImageRegion] | None = None
+
+
+class StoredImagePrediction(CamelModel):
+    resized_image_uri: str
+    thumbnail_uri: str
+    original_image_uri: str
+    domain: UUID
+    id: UUID
+    project: UUID
+    iteration: UUID | None = None
+    created: datetime
+    predictions: list[Prediction]
+
+
+class PredictionQueryTag(CamelModel):
+    id: UUID
+    min_threshold: float = 0.0
+    max_threshold: float = 1.0
+
+
+class PredictionQueryToken(CamelModel):
+    session: str | None = None
+    continuation: str | None = None
+    max_count: int | None = None
+    order_by: Literal["Newest", "Oldest", "Suggested"] | None = None
+    tags: list[PredictionQueryTag] | None = None
+    iteration_id: UUID | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    application: str | None = None
+
+
+class PredictionQueryResult(CamelModel):
+    token: PredictionQueryToken | None = None
+    results: list[StoredImagePrediction]
+
+
+class ImageIdCreateEntry(CamelModel):
+    id: UUID
+    tag_ids: list[UUID] | None = None
+    regions: list[Region] | None = None
+
+
+class ImageIdCreateBatch(CamelModel):
+    images: list[ImageIdCreateEntry] | None = None
+    tag_ids: list[UUID] | None = None
+    metadata: dict[str, str] | None = None

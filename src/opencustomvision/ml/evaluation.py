@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from opencustomvision.ml.heads import TagClassifier, count_folds, stratified_folds
+from opencustomvision.ml.heads import Mode, TagClassifier, count_folds, stratified_folds
 
 __all__ = ["DEFAULT_MAX_FOLDS", "cross_validated_predictions", "evaluation_folds", "ranked_predictions"]
 
@@ -25,7 +25,7 @@ DEFAULT_MAX_FOLDS = 5
 
 
 def evaluation_folds(
-    Y: np.ndarray, tag_ids: Sequence[str], mode: str, *, max_folds: int = DEFAULT_MAX_FOLDS, random_state: int = 0
+    Y: np.ndarray, tag_ids: Sequence[str], mode: Mode, *, max_folds: int = DEFAULT_MAX_FOLDS, random_state: int = 0
 ) -> np.ndarray:
     """Fold index (0..k-1) of each image, k = min(max_folds, images of the smallest tag), k >= 2.
 
@@ -38,13 +38,13 @@ def evaluation_folds(
     Y = np.asarray(Y)
     if Y.ndim != 2 or Y.shape[1] != len(tag_ids):
         raise ValueError(f"Y must be (n_images, {len(tag_ids)}), got {Y.shape}")
-    n_folds = count_folds(Y, mode, max_folds)  # type: ignore[arg-type]  # count_folds checks mode
+    n_folds = count_folds(Y, mode, max_folds)
     if n_folds < 2:
         counts = Y.sum(axis=0)
         thin = [f"{tag_id} ({int(count)})" for tag_id, count in zip(tag_ids, counts) if 0 < count < 2]
         detail = f"; tags with fewer: {', '.join(thin)}" if thin else f" (there are {Y.shape[0]} images)"
         raise ValueError(f"cross-validation needs at least 2 images of every tag{detail}")
-    return stratified_folds(Y, mode, n_folds, random_state)  # type: ignore[arg-type]
+    return stratified_folds(Y, mode, n_folds, random_state)
 
 
 def cross_validated_predictions(

@@ -241,3 +241,24 @@ class ImageEmbedding(Base):
     image_id: Mapped[str] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
     backbone: Mapped[str] = mapped_column(String(64), primary_key=True)
     vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class StoredPrediction(Base):
+    """A prediction kept for QueryPredictions: the image it was made on and what the model answered."""
+
+    __tablename__ = "predictions"
+    __table_args__ = (Index("ix_predictions_project_created", "project_id", "created"),)
+
+    id: Mapped[str] = mapped_column(Uuid, primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    iteration_id: Mapped[str | None] = mapped_column(ForeignKey("iterations.id", ondelete="SET NULL"), index=True)
+    domain_id: Mapped[str] = mapped_column(Uuid)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    application: Mapped[str | None] = mapped_column(String(64))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    original_key: Mapped[str] = mapped_column(String(256))
+    resized_key: Mapped[str] = mapped_column(String(256))
+    thumbnail_key: Mapped[str] = mapped_column(String(256))
+    # [[tag id, probability], ...], most probable first.
+    results: Mapped[list[list[Any]]] = mapped_column(JSON)

@@ -37,7 +37,7 @@ def _no_iterations_yet(iteration_id: uuid.UUID | None) -> None:
         raise DomainError("NotFoundIteration", f"Iteration {iteration_id} was not found.")
 
 
-def _regions(regions: list[schemas.Region] | None) -> list[RegionInput]:
+def regions_of(regions: list[schemas.Region] | None) -> list[RegionInput]:
     return [RegionInput(str(r.tag_id), r.left, r.top, r.width, r.height) for r in regions or []]
 
 
@@ -143,7 +143,7 @@ async def _create(
 
 
 def _entry(entry: schemas.ImageFileCreateEntry | schemas.ImageUrlCreateEntry, **source: bytes | str) -> ImageInput:
-    return ImageInput(tag_ids=[str(t) for t in entry.tag_ids or []], regions=_regions(entry.regions), **source)  # type: ignore[arg-type]
+    return ImageInput(tag_ids=[str(t) for t in entry.tag_ids or []], regions=regions_of(entry.regions), **source)  # type: ignore[arg-type]
 
 
 @router.post("/projects/{project_id}/images")

@@ -16,15 +16,10 @@ PENDING_OPERATIONS: tuple[tuple[str, str, str], ...] = (
     ("GET", "/projects/{project_id}/export", "ExportProject"),
     ("POST", "/projects/import", "ImportProject"),
     ("POST", "/projects/{project_id}/images/{image_id}/regionproposals", "GetImageRegionProposals"),
-    ("POST", "/projects/{project_id}/images/predictions", "CreateImagesFromPredictions"),
     ("POST", "/projects/{project_id}/images/suggested", "QuerySuggestedImages"),
     ("POST", "/projects/{project_id}/images/suggested/count", "QuerySuggestedImageCount"),
     ("GET", "/projects/{project_id}/iterations/{iteration_id}/export", "GetExports"),
     ("POST", "/projects/{project_id}/iterations/{iteration_id}/export", "ExportIteration"),
-    ("DELETE", "/projects/{project_id}/predictions", "DeletePrediction"),
-    ("POST", "/projects/{project_id}/predictions/query", "QueryPredictions"),
-    ("POST", "/projects/{project_id}/quicktest/image", "QuickTestImage"),
-    ("POST", "/projects/{project_id}/quicktest/url", "QuickTestImageUrl"),
     ("POST", "/projects/{project_id}/tagsandregions/suggestions", "SuggestTagsAndRegions"),
 )
 
