@@ -200,9 +200,9 @@ def test_metadata_limits(live_server: LiveServer, project) -> None:  # type: ign
 
 def test_pending_operations_answer_a_clear_error(live_server: LiveServer, project) -> None:  # type: ignore[no-untyped-def]
     client, project_id, _ = project
-    response = client.post(live_server.training_url(f"/projects/{project_id}/tagsandregions/suggestions?iterationId={project_id}"))
+    response = client.post(live_server.training_url(f"/projects/{project_id}/iterations/{project_id}/export?platform=ONNX"))
     assert response.status_code == 501
-    assert response.json()["code"] == "BadRequestNotSupported" and "SuggestTagsAndRegions" in response.json()["message"]
+    assert response.json()["code"] == "BadRequestNotSupported" and "ExportIteration" in response.json()["message"]
 
 
 @pytest.mark.parametrize("text", ["nul\x00byte", "lone\udc80surrogate"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import time
 import uuid
 
@@ -15,8 +16,10 @@ from azure.cognitiveservices.vision.customvision.training.models import (
     ImageIdCreateBatch,
     ImageIdCreateEntry,
     PredictionQueryToken,
+    SuggestedTagAndRegionQueryToken,
 )
 from msrest.authentication import ApiKeyCredentials
+from PIL import Image as PILImage
 
 from tests.conftest import LiveServer, shared_data
 
@@ -133,3 +136,28 @@ def test_stored_predictions_and_quick_test(quickstart, live_server: LiveServer) 
 
     trainer.delete_prediction(project.id, ids=[stored.id])
     assert stored.id not in {p.id for p in trainer.query_predictions(project.id, PredictionQueryToken(max_count=256)).results}
+
+
+def test_smart_labeler_suggests_tags_for_untagged_images(quickstart) -> None:  # type: ignore[no-untyped-def]
+    trainer, project, iteration, hemlock, cherry, base, _ = quickstart
+    image = (base / "Test" / "test_image.jpg").read_bytes()
+    flipped = io.BytesIO()
+    PILImage.open(io.BytesIO(image)).transpose(PILImage.Transpose.FLIP_LEFT_RIGHT).save(flipped, "JPEG")
+    created = trainer.create_images_from_files(project.id, ImageFileCreateBatch(images=[
+        ImageFileCreateEntry(name="untagged.jpg", contents=flipped.getvalue())]))
+    untagged_id = created.images[0].image.id
+
+    suggested = trainer.suggest_tags_and_regions(project.id, iteration.id, image_ids=[untagged_id])
+    assert [s.id for s in suggested] == [untagged_id]
+    assert suggested[0].predictions[0].tag_name == "Hemlock"
+    assert 0 <= suggested[0].prediction_uncertainty < 0.5
+
+    query = trainer.query_suggested_images(project.id, iteration.id, SuggestedTagAndRegionQueryToken(
+        tag_ids=[hemlock.id], threshold=0.5, max_count=10, sort_by="UncertaintyAscending"))
+    assert untagged_id in {r.id for r in query.results}
+    assert all(r.predictions for r in query.results)
+    none = trainer.query_suggested_images(project.id, iteration.id, SuggestedTagAndRegionQueryToken(
+        tag_ids=[cherry.id], threshold=0.99, max_count=10))
+    assert untagged_id not in {r.id for r in none.results}
+    counts = trainer.query_suggested_image_count(project.id, iteration.id, tag_ids=[hemlock.id, cherry.id], threshold=0.5)
+    assert counts[hemlock.id] >= 1

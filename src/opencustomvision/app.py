@@ -24,11 +24,21 @@ from opencustomvision.api.errors import (
 )
 from opencustomvision.api.routing import VersionedApiMiddleware
 from opencustomvision.api import prediction
-from opencustomvision.api.training import domains, images, iterations, predictions, projects, tags, unavailable
+from opencustomvision.api.training import (
+    domains,
+    images,
+    iterations,
+    predictions,
+    projects,
+    suggestions,
+    tags,
+    unavailable,
+)
 from opencustomvision.config import Settings
 from opencustomvision.domain.errors import DomainError
 from opencustomvision.imaging.fetch import FetchPolicy
-from opencustomvision.inference import Predictor
+from opencustomvision.embeddings import EmbeddingCache
+from opencustomvision.inference import Predictor, StoredImageScorer
 from opencustomvision.jobs.training import TrainingJob
 from opencustomvision.jobs.worker import InProcessWorker
 from opencustomvision.ml.registry import BackboneRegistry
@@ -62,6 +72,8 @@ def build_services(settings: Settings) -> Services:
         secret = shared_secret(session, BLOB_LINK_SECRET)
     blobs = LocalBlobStore(settings.blob_dir)
     backbones = BackboneRegistry(settings.data_dir / "models")
+    embeddings = EmbeddingCache(blobs, backbones)
+    predictor = Predictor(blobs, backbones)
     return Services(
         settings=settings,
         engine=engine,
@@ -69,8 +81,9 @@ def build_services(settings: Settings) -> Services:
         blobs=blobs,
         signer=BlobLinkSigner(bytes.fromhex(secret), settings.signed_url_ttl_seconds),
         fetch_policy=FetchPolicy(allowed_hosts=settings.url_allowlist),
-        predictor=Predictor(blobs, backbones),
-        worker=InProcessWorker(sessions, TrainingJob(sessions, blobs, backbones)),
+        predictor=predictor,
+        scorer=StoredImageScorer(predictor, embeddings),
+        worker=InProcessWorker(sessions, TrainingJob(sessions, blobs, embeddings)),
     )
 
 
@@ -85,7 +98,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
 
     app = FastAPI(title="OpenCustomVision", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.services = services
-    for router in (domains.router, projects.router, tags.router, images.router, iterations.router, predictions.router, unavailable.router):
+    for router in (domains.router, projects.router, tags.router, images.router, iterations.router, predictions.router, suggestions.router, unavailable.router):
         app.include_router(router, prefix="/training")
     app.include_router(prediction.router, prefix="/prediction")
     app.include_router(blobs.router)

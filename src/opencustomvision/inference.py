@@ -7,9 +7,11 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
+from sqlalchemy.orm import Session
 
-from opencustomvision.imaging.decode import load_rgb
 from opencustomvision.domain.predictions import PREDICTION_IMAGE_LIMITS
+from opencustomvision.embeddings import EmbeddingCache
+from opencustomvision.imaging.decode import load_rgb
 from opencustomvision.jobs.training import load_classifier
 from opencustomvision.ml.heads import TagClassifier
 from opencustomvision.ml.preprocess import preprocess_batch
@@ -52,3 +54,25 @@ class Predictor:
         probabilities = model.head.predict_proba(features)[0]
         order = np.argsort(-probabilities, kind="stable")
         return [(model.head.tag_ids_[index], float(probabilities[index])) for index in order]
+
+    def score_embeddings(self, model_key: str, features: np.ndarray) -> tuple[list[str], np.ndarray]:
+        """The model's tag ids and its probabilities for already embedded images."""
+        model = self._model(model_key)
+        return list(model.head.tag_ids_), model.head.predict_proba(features)
+
+    def backbone_of(self, model_key: str) -> str:
+        return self._model(model_key).backbone
+
+
+class StoredImageScorer:
+    """Scores images already in a project with an iteration's model, reusing cached embeddings."""
+
+    def __init__(self, predictor: Predictor, embeddings: EmbeddingCache) -> None:
+        self._predictor = predictor
+        self._embeddings = embeddings
+
+    def score(self, session: Session, model_key: str, image_ids: list[str]) -> tuple[list[str], np.ndarray]:
+        if not image_ids:
+            return [], np.empty((0, 0), np.float32)
+        features = self._embeddings.for_images(session, image_ids, self._predictor.backbone_of(model_key))
+        return self._predictor.score_embeddings(model_key, features)

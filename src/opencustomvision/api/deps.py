@@ -14,7 +14,7 @@ from opencustomvision.config import Settings
 from opencustomvision.domain.errors import DomainError
 from opencustomvision.domain.resources import resource_for_training_key
 from opencustomvision.imaging.fetch import FetchPolicy
-from opencustomvision.inference import Predictor
+from opencustomvision.inference import Predictor, StoredImageScorer
 from opencustomvision.jobs.worker import InProcessWorker
 from opencustomvision.storage.blobs import BlobStore
 from opencustomvision.storage.models import Resource
@@ -32,6 +32,7 @@ class Services:
     signer: BlobLinkSigner
     fetch_policy: FetchPolicy
     predictor: Predictor
+    scorer: StoredImageScorer
     worker: InProcessWorker
 
 

@@ -324,3 +324,44 @@ class ImageIdCreateBatch(CamelModel):
     images: list[ImageIdCreateEntry] | None = None
     tag_ids: list[UUID] | None = None
     metadata: dict[str, str] | None = None
+
+
+class SuggestedTagAndRegion(CamelModel):
+    id: UUID
+    project: UUID
+    iteration: UUID
+    created: datetime
+    predictions: list[Prediction]
+    prediction_uncertainty: float
+
+
+class StoredSuggestedTagAndRegion(SuggestedTagAndRegion):
+    width: int
+    height: int
+    resized_image_uri: str
+    thumbnail_uri: str
+    original_image_uri: str
+    domain: UUID
+
+
+class SuggestedTagAndRegionQueryToken(CamelModel):
+    tag_ids: list[UUID] | None = None
+    threshold: float | None = None
+    session: str | None = None
+    continuation: str | None = None
+    max_count: int | None = None
+    sort_by: Literal["UncertaintyAscending", "UncertaintyDescending"] | None = None
+
+
+class SuggestedTagAndRegionQuery(CamelModel):
+    token: SuggestedTagAndRegionQueryToken | None = None
+    results: list[StoredSuggestedTagAndRegion]
+
+
+class TagFilter(CamelModel):
+    tag_ids: list[UUID] | None = None
+    threshold: float | None = None
+
+
+class TagCounts(RootModel[dict[str, int]]):
+    """QuerySuggestedImageCount's answer: images per tag id."""

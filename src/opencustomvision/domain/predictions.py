@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +15,7 @@ from opencustomvision.domain import limits
 from opencustomvision.domain.errors import DomainError
 from opencustomvision.domain.images import ImageCreateOutcome, ImageInput, check_ids, create_images
 from opencustomvision.domain.iterations import COMPLETED, get_iteration
+from opencustomvision.domain.paging import page
 from opencustomvision.domain.projects import project_blob_prefix
 from opencustomvision.imaging.decode import ImageFormatError, ImageLimits, ImageSizeError, prepare_image
 from opencustomvision.storage.blobs import BlobStore
@@ -132,18 +131,6 @@ def _matches(prediction: StoredPrediction, thresholds: Sequence[TagThreshold]) -
     return all(t.min_threshold <= probabilities.get(t.tag_id, 0.0) <= t.max_threshold for t in thresholds)
 
 
-def _offset(continuation: str | None) -> int:
-    if not continuation:
-        return 0
-    try:
-        offset = int(json.loads(base64.urlsafe_b64decode(continuation.encode()))["offset"])
-    except (ValueError, KeyError, TypeError) as error:
-        raise DomainError("BadRequestPredictionInvalidQueryParameters", "The continuation token is not one this service gave.") from error
-    if offset < 0:
-        raise DomainError("BadRequestPredictionInvalidQueryParameters", "The continuation token is not one this service gave.")
-    return offset
-
-
 def query_predictions(session: Session, project: Project, query: PredictionQuery) -> tuple[list[StoredPrediction], str | None]:
     """Stored predictions matching ``query``, and a continuation token when more remain."""
     if not 0 < query.max_count <= MAX_QUERY_RESULTS:
@@ -164,11 +151,7 @@ def query_predictions(session: Session, project: Project, query: PredictionQuery
     newest = query.order_by != "Oldest"
     statement = statement.order_by(StoredPrediction.created.desc() if newest else StoredPrediction.created.asc(), StoredPrediction.id)
     matching = [p for p in session.scalars(statement) if _matches(p, query.tags)]
-    offset = _offset(query.continuation)
-    page = matching[offset:offset + query.max_count]
-    more = offset + len(page) < len(matching)
-    token = base64.urlsafe_b64encode(json.dumps({"offset": offset + len(page)}).encode()).decode() if more else None
-    return page, token
+    return page(matching, query.continuation, query.max_count, error_code="BadRequestPredictionInvalidQueryParameters")
 
 
 def delete_predictions(session: Session, blobs: BlobStore, project: Project, ids: Sequence[uuid.UUID | str]) -> None:

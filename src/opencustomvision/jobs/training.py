@@ -16,15 +16,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from opencustomvision.domain.catalog import backbone_for
 from opencustomvision.domain.iterations import COMPLETED, FAILED, TRAINING
-from opencustomvision.imaging.decode import ImageRejected, load_rgb
+from opencustomvision.embeddings import EmbeddingCache
+from opencustomvision.imaging.decode import ImageRejected
 from opencustomvision.ml.evaluation import cross_validated_predictions
 from opencustomvision.ml.heads import TagClassifier
-from opencustomvision.ml.registry import BackboneRegistry
 from opencustomvision.storage.blobs import BlobStore
-from opencustomvision.storage.models import Image, ImageEmbedding, Iteration, IterationImage, Tag, utcnow
+from opencustomvision.storage.models import Iteration, IterationImage, Tag, utcnow
 
 logger = logging.getLogger(__name__)
-EMBEDDING_BATCH = 32
 
 
 def model_key(project_id: str, iteration_id: str) -> str:
@@ -45,10 +44,10 @@ def load_classifier(data: bytes) -> tuple[TagClassifier, str]:
 
 
 class TrainingJob:
-    def __init__(self, sessions: sessionmaker[Session], blobs: BlobStore, backbones: BackboneRegistry) -> None:
+    def __init__(self, sessions: sessionmaker[Session], blobs: BlobStore, embeddings: EmbeddingCache) -> None:
         self._sessions = sessions
         self._blobs = blobs
-        self._backbones = backbones
+        self._embeddings = embeddings
 
     def __call__(self, iteration_id: str) -> None:
         started = time.monotonic()
@@ -67,28 +66,6 @@ class TrainingJob:
                 iteration.last_modified = utcnow()
                 session.commit()
 
-    def embeddings(self, session: Session, image_ids: list[str], backbone_name: str) -> np.ndarray:
-        """One vector per image, computing and caching only those never embedded by this backbone."""
-        cached = {
-            row.image_id: np.frombuffer(row.vector, dtype=np.float32)
-            for row in session.scalars(
-                select(ImageEmbedding).where(ImageEmbedding.backbone == backbone_name, ImageEmbedding.image_id.in_(image_ids))
-            )
-        }
-        missing = [image_id for image_id in image_ids if image_id not in cached]
-        if missing:
-            backbone = self._backbones.get(backbone_name)
-            images = {image.id: image for image in session.scalars(select(Image).where(Image.id.in_(missing)))}
-            for start in range(0, len(missing), EMBEDDING_BATCH):
-                chunk = missing[start:start + EMBEDDING_BATCH]
-                pictures = [load_rgb(self._blobs.get(images[image_id].resized_key)) for image_id in chunk]
-                vectors = backbone.embed_images(pictures, batch_size=EMBEDDING_BATCH)
-                for image_id, vector in zip(chunk, vectors):
-                    cached[image_id] = vector
-                    session.merge(ImageEmbedding(image_id=image_id, backbone=backbone_name, vector=vector.astype(np.float32).tobytes()))
-                session.commit()
-        return np.stack([cached[image_id] for image_id in image_ids])
-
     def _train(self, iteration_id: str, started: float) -> None:
         with self._sessions() as session:
             iteration = session.get(Iteration, iteration_id)
@@ -101,7 +78,7 @@ class TrainingJob:
             tag_ids = sorted({tag_id for m in members for tag_id in m.tag_ids if tag_id in tags}, key=lambda t: tags[t].name)
             backbone_name = backbone_for(iteration.domain_id)
             try:
-                features = self.embeddings(session, [m.image_id for m in members], backbone_name)
+                features = self._embeddings.for_images(session, [m.image_id for m in members], backbone_name)
             except ImageRejected as error:
                 raise RuntimeError(f"a stored image could not be decoded: {error}") from error
             labels = np.array([[1.0 if tag_id in m.tag_ids else 0.0 for tag_id in tag_ids] for m in members], dtype=np.float32)

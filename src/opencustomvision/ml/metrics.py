@@ -68,7 +68,7 @@ class PerformanceReport:
     per_tag: list[TagPerformance] = field(default_factory=list)
 
 
-def _ratio(numerator: float, denominator: float) -> float:
+def _ratio(numerator: float | np.integer, denominator: float | np.integer) -> float:
     return float(numerator / denominator) if denominator > 0 else 0.0
 
 
@@ -90,7 +90,7 @@ def precision_recall_at(scores: np.ndarray, labels: np.ndarray, threshold: float
     Any shape: a 1-D array is one tag; a 2-D (images, tags) array gives the micro-average.
     """
     scores, labels = _check_scores_labels(scores, labels)
-    true_positives, false_positives, false_negatives = _counts(scores >= threshold, labels)
+    true_positives, false_positives, false_negatives = (int(count) for count in _counts(scores >= threshold, labels))
     return (
         _ratio(true_positives, true_positives + false_positives),
         _ratio(true_positives, true_positives + false_negatives),
@@ -176,8 +176,10 @@ def performance_report(
                 average_precision=average_precision(probabilities[:, column], labels[:, column]),
             )
         )
-    labelled = labels.any(axis=0)
-    mean_ap = float(np.mean([tag.average_precision for tag, has in zip(per_tag, labelled) if has])) if labelled.any() else 0.0
+    # Mean AP over the tags that have at least one image to find.
+    has_images = labels.sum(axis=0) > 0
+    found = [tag.average_precision for column, tag in enumerate(per_tag) if has_images[column]]
+    mean_ap = float(np.mean(found)) if found else 0.0
     micro_tp, micro_fp, micro_fn = fold_tp.sum(axis=1), fold_fp.sum(axis=1), fold_fn.sum(axis=1)
     return PerformanceReport(
         precision=_ratio(tp.sum(), tp.sum() + fp.sum()),

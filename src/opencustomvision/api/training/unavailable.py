@@ -16,11 +16,8 @@ PENDING_OPERATIONS: tuple[tuple[str, str, str], ...] = (
     ("GET", "/projects/{project_id}/export", "ExportProject"),
     ("POST", "/projects/import", "ImportProject"),
     ("POST", "/projects/{project_id}/images/{image_id}/regionproposals", "GetImageRegionProposals"),
-    ("POST", "/projects/{project_id}/images/suggested", "QuerySuggestedImages"),
-    ("POST", "/projects/{project_id}/images/suggested/count", "QuerySuggestedImageCount"),
     ("GET", "/projects/{project_id}/iterations/{iteration_id}/export", "GetExports"),
     ("POST", "/projects/{project_id}/iterations/{iteration_id}/export", "ExportIteration"),
-    ("POST", "/projects/{project_id}/tagsandregions/suggestions", "SuggestTagsAndRegions"),
 )
 
 
