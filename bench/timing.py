@@ -63,6 +63,12 @@ def goal(met: bool) -> str:
     return "met" if met else "MISSED"
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process, all its threads (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
@@ -341,12 +347,15 @@ def main() -> int:
         stack.callback(single.close)
         for _ in range(args.warmup):
             classify(single, url, body)
+        cpu_before = cpu_seconds(server.pid)
         _, latencies = server_sequential(single, url, body, args.requests)
+        server_cpu_ms = (cpu_seconds(server.pid) - cpu_before) / args.requests * 1000
         milliseconds = [value * 1000 for value in latencies]
         p50 = statistics.median(milliseconds)
         print(f"  latency over {args.requests} sequential calls (after {args.warmup} warm-up): "
               f"p50 {p50:.1f} ms, p95 {percentile(milliseconds, 0.95):.1f} ms, mean {statistics.fmean(milliseconds):.1f} ms, "
-              f"min {min(milliseconds):.1f} ms  goal p50 <= {GOAL_P50_MS:.0f} ms: {goal(p50 <= GOAL_P50_MS)}")
+              f"min {min(milliseconds):.1f} ms; server CPU {server_cpu_ms:.1f} ms/request  "
+              f"goal p50 <= {GOAL_P50_MS:.0f} ms: {goal(p50 <= GOAL_P50_MS)}")
 
         # 3. throughput ------------------------------------------------------------------------------
         iteration_domain = trainer.get_iteration(warm_project.id, retrain_iteration.id).domain_id
@@ -360,23 +369,35 @@ def main() -> int:
             classify(client, url, body)
         n = args.throughput_images
         raws, ones, twos = [], [], []
+        raw_cpu, one_cpu, two_cpu = [], [], []  # CPU ms per image: this process for raw, the server's otherwise
         for number in range(1, args.rounds + 1):
+            before = time.process_time()
             raws.append(n / raw_sequential(raw, body, n))
+            raw_cpu.append((time.process_time() - before) / n * 1000)
+            before = cpu_seconds(server.pid)
             ones.append(n / server_sequential(single, url, body, n)[0])
+            one_cpu.append((cpu_seconds(server.pid) - before) / n * 1000)
+            before = cpu_seconds(server.pid)
             twos.append(n / server_concurrent(pair, url, body, n))
-            print(f"  round {number}: raw {raws[-1]:5.1f} img/s | server 1 client {ones[-1]:5.1f} img/s | "
-                  f"2 clients {twos[-1]:5.1f} img/s")
+            two_cpu.append((cpu_seconds(server.pid) - before) / n * 1000)
+            print(f"  round {number}: raw {raws[-1]:5.1f} img/s ({raw_cpu[-1]:5.1f} CPU ms/img) | "
+                  f"server 1 client {ones[-1]:5.1f} img/s ({one_cpu[-1]:5.1f}) | "
+                  f"2 clients {twos[-1]:5.1f} img/s ({two_cpu[-1]:5.1f})")
         raw_rate, one_rate, two_rate = (statistics.median(values) for values in (raws, ones, twos))
+        raw_ms, one_ms, two_ms = (statistics.median(values) for values in (raw_cpu, one_cpu, two_cpu))
         print(f"throughput (median of {args.rounds} rounds of {n} images; raw = this process: Pillow decode + "
               f"preprocess + Backbone.embed, {raw_backbone_name}, {default_threads()} ORT threads):")
-        print(f"  raw model           {raw_rate:6.1f} images/s  ({1000 / raw_rate:.1f} ms/image)")
+        print(f"  raw model           {raw_rate:6.1f} images/s  ({1000 / raw_rate:.1f} ms/image, {raw_ms:.1f} CPU ms/image)")
         print(f"  server, 1 client    {one_rate:6.1f} images/s  ratio {one_rate / raw_rate:.2f}  "
-              f"goal >= {GOAL_RATIO}: {goal(one_rate / raw_rate >= GOAL_RATIO)}")
+              f"goal >= {GOAL_RATIO}: {goal(one_rate / raw_rate >= GOAL_RATIO)}  "
+              f"(CPU: {one_ms:.1f} ms/image, raw/server {raw_ms / one_ms:.2f})")
         print(f"  server, 2 clients   {two_rate:6.1f} images/s  ratio {two_rate / raw_rate:.2f}  "
-              f"goal >= {GOAL_RATIO}: {goal(two_rate / raw_rate >= GOAL_RATIO)}")
+              f"goal >= {GOAL_RATIO}: {goal(two_rate / raw_rate >= GOAL_RATIO)}  "
+              f"(CPU: {two_ms:.1f} ms/image, raw/server {raw_ms / two_ms:.2f})")
 
         peak_kib, processes = server.peak_rss_kib()
         print(f"memory:    server peak RSS {peak_kib / 1024:.0f} MiB (VmHWM, {processes} process{'es' if processes != 1 else ''})")
+        print(f"machine:   load average {os.getloadavg()[0]:.2f} at the end (the numbers above are only as quiet as the machine)")
 
         if args.keep_data_dir is not None:  # leave the kept folder with its model cache, not with our projects
             for project_id in created:

@@ -14,11 +14,13 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from aiosmtpd.controller import Controller
 
 from opencustomvision.app import build_services, create_app
 from opencustomvision.cli import prepare_default_resource
 from opencustomvision.config import Settings
 from opencustomvision.domain.resources import ResourceCredentials, create_resource
+from opencustomvision.jobs.notify import SmtpSettings
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -36,12 +38,24 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+class MailSink:
+    """Keeps every message an SMTP client delivers, as a mail server on loopback would."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[list[str], bytes]] = []
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # type: ignore[no-untyped-def]  # noqa: N802 - aiosmtpd's hook name
+        self.messages.append((list(envelope.rcpt_tos), envelope.content))
+        return "250 OK"
+
+
 @dataclass
 class LiveServer:
     endpoint: str
     settings: Settings
     default: ResourceCredentials
     other: ResourceCredentials
+    mail: MailSink
 
     def client(self, key: str | None = None) -> httpx.Client:
         headers = {"Training-Key": key if key is not None else self.default.training_key}
@@ -59,10 +73,14 @@ def _database_url(data_dir: Path) -> str:
 @pytest.fixture(scope="session")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     data_dir = tmp_path_factory.mktemp("ocv-data")
+    mail = MailSink()
+    smtp = Controller(mail, hostname="127.0.0.1", port=_free_port())
+    smtp.start()
     settings = Settings(
         data_dir=data_dir,
         database_url=_database_url(data_dir),
         url_allowlist=frozenset(),
+        smtp=SmtpSettings(host="127.0.0.1", port=smtp.port, sender="ocv@test.invalid"),
     )
     default = prepare_default_resource(settings)
     services = build_services(settings)
@@ -77,9 +95,10 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         if time.monotonic() > deadline:
             raise RuntimeError("the test server did not start")
         time.sleep(0.05)
-    yield LiveServer(endpoint=f"http://127.0.0.1:{port}", settings=settings, default=default, other=other)
+    yield LiveServer(endpoint=f"http://127.0.0.1:{port}", settings=settings, default=default, other=other, mail=mail)
     server.should_exit = True
     thread.join(timeout=10)
+    smtp.stop()
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import io
 import time
 import uuid
@@ -161,3 +163,18 @@ def test_smart_labeler_suggests_tags_for_untagged_images(quickstart) -> None:  #
     assert untagged_id not in {r.id for r in none.results}
     counts = trainer.query_suggested_image_count(project.id, iteration.id, tag_ids=[hemlock.id, cherry.id], threshold=0.5)
     assert counts[hemlock.id] >= 1
+
+
+def test_notification_email_when_training_ends(quickstart, live_server: LiveServer) -> None:  # type: ignore[no-untyped-def]
+    trainer, project, _, _, _, _, _ = quickstart
+    iteration = trainer.train_project(project.id, force_train=True, notification_email_address="owner@example.com")
+    iteration = wait_for_training(trainer, project.id, iteration.id)
+    deadline = time.monotonic() + 10
+    while not any("owner@example.com" in rcpt for rcpt, _ in live_server.mail.messages):
+        assert time.monotonic() < deadline, "no notification arrived"
+        time.sleep(0.1)
+    raw = next(body for rcpt, body in live_server.mail.messages if "owner@example.com" in rcpt)
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert project.name in message["Subject"] and iteration.name in message["Subject"]
+    assert "status Completed" in message.get_content()
+    assert error_code(lambda: trainer.train_project(project.id, force_train=True, notification_email_address="not-an-address")) == "BadRequestInvalidEmailAddress"

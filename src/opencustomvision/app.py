@@ -39,6 +39,7 @@ from opencustomvision.domain.errors import DomainError
 from opencustomvision.imaging.fetch import FetchPolicy
 from opencustomvision.embeddings import EmbeddingCache
 from opencustomvision.inference import Predictor, StoredImageScorer
+from opencustomvision.jobs.notify import TrainingNotifier
 from opencustomvision.jobs.training import TrainingJob
 from opencustomvision.jobs.worker import InProcessWorker
 from opencustomvision.ml.registry import BackboneRegistry
@@ -83,7 +84,7 @@ def build_services(settings: Settings) -> Services:
         fetch_policy=FetchPolicy(allowed_hosts=settings.url_allowlist),
         predictor=predictor,
         scorer=StoredImageScorer(predictor, embeddings),
-        worker=InProcessWorker(sessions, TrainingJob(sessions, blobs, embeddings)),
+        worker=InProcessWorker(sessions, TrainingJob(sessions, blobs, embeddings, TrainingNotifier(settings.smtp))),
     )
 
 

@@ -6,9 +6,25 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from opencustomvision.jobs.notify import SmtpSettings
+
 
 def _allowlist(raw: str) -> frozenset[str]:
     return frozenset(entry.strip().lower() for entry in raw.split(",") if entry.strip())
+
+
+def _smtp_from_env() -> SmtpSettings | None:
+    host = os.environ.get("OCV_SMTP_HOST")
+    if not host:
+        return None
+    return SmtpSettings(
+        host=host,
+        port=int(os.environ.get("OCV_SMTP_PORT", "25")),
+        sender=os.environ.get("OCV_SMTP_FROM", "opencustomvision@localhost"),
+        username=os.environ.get("OCV_SMTP_USER") or None,
+        password=os.environ.get("OCV_SMTP_PASSWORD") or None,
+        starttls=os.environ.get("OCV_SMTP_STARTTLS", "") in ("1", "true", "yes"),
+    )
 
 
 @dataclass(frozen=True)
@@ -22,6 +38,7 @@ class Settings:
     signed_url_ttl_seconds: int = 3600
     # 64 images of 6 MB, base64-encoded in a JSON batch, with room to spare.
     max_request_bytes: int = 600 * 1024 * 1024
+    smtp: SmtpSettings | None = None
 
     @classmethod
     def from_env(cls, data_dir: str | Path | None = None) -> "Settings":
@@ -36,6 +53,7 @@ class Settings:
             url_allowlist=_allowlist(os.environ.get("OCV_URL_ALLOWLIST", "")),
             signed_url_ttl_seconds=int(os.environ.get("OCV_SIGNED_URL_TTL_SECONDS", "3600")),
             max_request_bytes=int(os.environ.get("OCV_MAX_REQUEST_BYTES", str(600 * 1024 * 1024))),
+            smtp=_smtp_from_env(),
         )
 
     @property

@@ -21,7 +21,8 @@ from opencustomvision.imaging.decode import ImageRejected
 from opencustomvision.ml.evaluation import cross_validated_predictions
 from opencustomvision.ml.heads import TagClassifier
 from opencustomvision.storage.blobs import BlobStore
-from opencustomvision.storage.models import Iteration, IterationImage, Tag, utcnow
+from opencustomvision.jobs.notify import TrainingNotifier
+from opencustomvision.storage.models import Iteration, IterationImage, Project, Tag, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +45,12 @@ def load_classifier(data: bytes) -> tuple[TagClassifier, str]:
 
 
 class TrainingJob:
-    def __init__(self, sessions: sessionmaker[Session], blobs: BlobStore, embeddings: EmbeddingCache) -> None:
+    def __init__(self, sessions: sessionmaker[Session], blobs: BlobStore, embeddings: EmbeddingCache,
+                 notifier: TrainingNotifier) -> None:
         self._sessions = sessions
         self._blobs = blobs
         self._embeddings = embeddings
+        self._notifier = notifier
 
     def __call__(self, iteration_id: str) -> None:
         started = time.monotonic()
@@ -56,6 +59,16 @@ class TrainingJob:
         except Exception as error:
             logger.exception("iteration %s failed", iteration_id)
             self._fail(iteration_id, f"{type(error).__name__}: {error}")
+        self._notify(iteration_id)
+
+    def _notify(self, iteration_id: str) -> None:
+        with self._sessions() as session:
+            iteration = session.get(Iteration, iteration_id)
+            if iteration is None or not iteration.notification_email or iteration.status == TRAINING:
+                return
+            project = session.get(Project, iteration.project_id)
+            self._notifier.training_finished(iteration.notification_email, project.name if project else iteration.project_id,
+                                             iteration.name, iteration.status, iteration.failure_reason)
 
     def _fail(self, iteration_id: str, reason: str) -> None:
         with self._sessions() as session:
