@@ -19,6 +19,8 @@ official SDK quickstart would:
 3. throughput: --rounds interleaved rounds of (a) the raw model in this process on the same JPEG bytes:
    Pillow decode + preprocess + Backbone.embed with the backbone the iteration's domain maps to, (b) the
    server with one sequential client, (c) the server with two client threads; medians and their ratios.
+   CPU milliseconds per image (this process's for (a), the server process's, all threads, for (b) and (c))
+   are printed beside them: on a shared machine they move less than wall-clock rates do.
 
 Prints the server's peak RSS at the end. Exit status 0 whatever the numbers; 1 if something failed.
 """
@@ -308,7 +310,7 @@ def main() -> int:
         export_note = ""
         if not export_cached and model_file.is_file():
             export_note = f"; {model_file.name} written {model_file.stat().st_mtime - wall_start:.1f}s after train_project"
-        first_label = "1st (fresh dir" + (", export cached)" if export_cached else ", incl. ONNX export)")
+        first_label = "1st, new server (ONNX cached)" if export_cached else "1st, fresh dir (incl. ONNX export)"
         print(describe_training(first_label, cold_seconds, polls, database.job_seconds(cold_iteration.id), export_note))
 
         warm_project, warm_tags, _, upload_warm = new_quickstart_project(trainer, base, "warm")
@@ -329,7 +331,8 @@ def main() -> int:
                           if embeddings_before is not None and embeddings_after is not None else "")
         print(describe_training("+1 image, forceTrain (cache)", retrain_seconds, polls,
                                 database.job_seconds(retrain_iteration.id), new_embeddings))
-        print(f"  one-time cost (1st - 2nd): {cold_seconds - warm_seconds:.2f}s; uploads of {count} images took "
+        print(f"  one-time cost (1st - 2nd, {'session open' if export_cached else 'export + session open'}): "
+              f"{cold_seconds - warm_seconds:.2f}s; uploads of {count} images took "
               f"{upload_cold:.2f}s / {upload_warm:.2f}s; backbone {backbone_name} (domain General)")
 
         # 2. latency ---------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
-"""The part of the Training v3.3 spec that the schemathesis test runs, loaded and trimmed in memory.
+"""The parts of the Training v3.3 and Prediction v3.1 specs that the schemathesis test runs, loaded and trimmed
+in memory.
 
-The shared spec file is never modified: it is read, the operations outside ``OPERATIONS`` are dropped, and the
-result is handed to schemathesis as a dict.
+The shared spec files are never modified: each is read, the operations outside ``OPERATIONS`` (Training) or
+``PREDICTION_OPERATIONS`` (Prediction) are dropped, and the result is handed to schemathesis as a dict.
 """
 
 from __future__ import annotations
@@ -19,7 +20,15 @@ OPERATIONS = (
     "GetUntaggedImages", "GetUntaggedImageCount",
     "CreateImagesFromData", "CreateImagesFromFiles", "CreateImagesFromUrls", "DeleteImages",
     "CreateImageTags", "DeleteImageTags", "CreateImageRegions", "DeleteImageRegions", "UpdateImageMetadata",
+    # Training, iterations and their evaluation.
+    "TrainProject", "GetIterations", "GetIteration", "UpdateIteration", "DeleteIteration",
+    "PublishIteration", "UnpublishIteration",
+    "GetIterationPerformance", "GetImagePerformances", "GetImagePerformanceCount",
+    # Predictions made from the Training API, and the stored ones.
+    "QuickTestImage", "QuickTestImageUrl", "QueryPredictions", "DeletePrediction", "CreateImagesFromPredictions",
 )
+# Prediction v3.1: classification only (detection answers BadRequestNotSupported until it is implemented).
+PREDICTION_OPERATIONS = ("ClassifyImage", "ClassifyImageWithNoStore", "ClassifyImageUrl", "ClassifyImageUrlWithNoStore")
 _METHODS = {"get", "put", "post", "delete", "options", "head", "patch"}
 
 
@@ -37,6 +46,6 @@ def load_subset(path: Path, operations: tuple[str, ...] = OPERATIONS) -> dict[st
     missing = wanted - found
     if missing:
         raise LookupError(f"operations absent from {path}: {sorted(missing)}")
-    # The host is Azure's; the test passes the live server's base URL on each call.
+    # The host is Azure's (an ``{Endpoint}`` template); the test passes the live server's base URL on each call.
     spec.pop("x-ms-parameterized-host", None)
     return spec

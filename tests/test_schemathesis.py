@@ -7,9 +7,17 @@ Random GUIDs would mostly meet ``NotFoundProject``, so each generated case is, m
 objects (a classification project and an object-detection project with tags, images and a region) created for
 each operation; operations that delete or change a project or a tag get a fresh throw-away one instead.
 
+Iteration operations need a trained model: once per module (``trained``) two tiny projects (two tags of five
+flat-coloured images each, which trains in about two seconds) are trained: ``model``, published and never
+changed, for the read-only operations, QuickTest and stored predictions; ``scratch`` for TrainProject,
+PublishIteration, UnpublishIteration and DeleteIteration, whose iterations come and go. iterationId, tagIds,
+prediction ids and predictionId are pointed at real ones most of the time.
+
 A second test sends fixed edge cases the generator cannot produce (see ``EDGE_CASES``) through the same checks.
-Run time is about 35 s on two cores with the default 20 examples per operation; set OCV_SCHEMATHESIS_EXAMPLES
-for a deeper search. The spec lives beside the repository (../shared/specs); without it the module is skipped.
+A third runs the Prediction v3.1 spec's classification operations with the Prediction-Key against ``model``.
+Run time is about 60 s on two cores with the default 20 examples per operation (plus the first export of the
+backbone when no earlier test trained); set OCV_SCHEMATHESIS_EXAMPLES for a deeper search. The specs live beside
+the repository (../shared/specs); without the Training spec the module is skipped.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import io
 import itertools
 import json
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,10 +39,9 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-SPEC_PATH = (
-    Path(__file__).resolve().parents[1].parent
-    / "shared" / "specs" / "customvision" / "Training" / "stable" / "v3.3" / "Training.json"
-)
+SPECS = Path(__file__).resolve().parents[1].parent / "shared" / "specs" / "customvision"
+SPEC_PATH = SPECS / "Training" / "stable" / "v3.3" / "Training.json"
+PREDICTION_SPEC_PATH = SPECS / "Prediction" / "stable" / "v3.1" / "Prediction.json"
 if not SPEC_PATH.exists():
     pytest.skip(f"the Training v3.3 spec {SPEC_PATH} is absent (expected beside the repository, as in CI)",
                 allow_module_level=True)
@@ -41,7 +49,7 @@ if not SPEC_PATH.exists():
 schemathesis = pytest.importorskip("schemathesis")
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
-from spec_subset import OPERATIONS, load_subset
+from spec_subset import OPERATIONS, PREDICTION_OPERATIONS, load_subset
 
 pytestmark = pytest.mark.slow
 
@@ -50,17 +58,16 @@ MAX_EXAMPLES = int(os.environ.get("OCV_SCHEMATHESIS_EXAMPLES", "20"))
 OBJECT_DETECTION_DOMAIN = "da2e3a8a-40a5-4171-82f4-58522f70fbc1"
 GENERAL_DOMAIN = "ee85a74c-405e-4adc-bb47-ffa8ca0c9f31"
 
+SCHEMATHESIS_CONFIG = {
+    # Security parameters are left out of generation: every call sends the default resource's key.
+    "generation": {"mode": "all", "deterministic": True, "database": "none", "with-security-parameters": False},
+    # Only the fuzzing phase: the coverage phase sends hundreds of boundary cases per operation (too slow for
+    # the time budget), and the examples phase cannot be combined with `@schema.given`.
+    "phases": {"examples": {"enabled": False}, "coverage": {"enabled": False}, "stateful": {"enabled": False}},
+}
+
 schema = schemathesis.openapi.from_dict(
-    load_subset(SPEC_PATH),
-    config=schemathesis.Config.from_dict(
-        {
-            # Security parameters are left out of generation: every call sends the default resource's key.
-            "generation": {"mode": "all", "deterministic": True, "database": "none", "with-security-parameters": False},
-            # Only the fuzzing phase: the coverage phase sends hundreds of boundary cases per operation (too slow for
-            # the time budget), and the examples phase cannot be combined with `@schema.given`.
-            "phases": {"examples": {"enabled": False}, "coverage": {"enabled": False}, "stateful": {"enabled": False}},
-        }
-    ),
+    load_subset(SPEC_PATH), config=schemathesis.Config.from_dict(SCHEMATHESIS_CONFIG),
 ).include(operation_id=list(OPERATIONS))
 
 CHECKS = [not_a_server_error, response_schema_conformance]

@@ -7,6 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from opencustomvision.imaging.decode import load_rgb
+from opencustomvision.ml.preprocess import resized_short_side
 from opencustomvision.ml.registry import BackboneRegistry
 from opencustomvision.storage.blobs import BlobStore
 from opencustomvision.storage.models import Image, ImageEmbedding
@@ -33,7 +34,8 @@ class EmbeddingCache:
             images = {image.id: image for image in session.scalars(select(Image).where(Image.id.in_(missing)))}
             for start in range(0, len(missing), EMBEDDING_BATCH):
                 chunk = missing[start:start + EMBEDDING_BATCH]
-                pictures = [load_rgb(self._blobs.get(images[image_id].resized_key)) for image_id in chunk]
+                short_side = resized_short_side(backbone.spec.input_size)
+                pictures = [load_rgb(self._blobs.get(images[image_id].resized_key), min_short_side=short_side) for image_id in chunk]
                 vectors = backbone.embed_images(pictures, batch_size=EMBEDDING_BATCH)
                 for image_id, vector in zip(chunk, vectors):
                     cached[image_id] = vector

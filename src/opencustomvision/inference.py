@@ -14,7 +14,7 @@ from opencustomvision.embeddings import EmbeddingCache
 from opencustomvision.imaging.decode import load_rgb
 from opencustomvision.jobs.training import load_classifier
 from opencustomvision.ml.heads import TagClassifier
-from opencustomvision.ml.preprocess import preprocess_batch
+from opencustomvision.ml.preprocess import preprocess_batch, resized_short_side
 from opencustomvision.ml.registry import BackboneRegistry
 from opencustomvision.storage.blobs import BlobStore
 
@@ -49,7 +49,7 @@ class Predictor:
         """(tag id, probability) for every tag of the model, most probable first."""
         model = self._model(model_key)
         backbone = self._backbones.get(model.backbone)
-        picture = load_rgb(image_bytes, PREDICTION_IMAGE_LIMITS)
+        picture = load_rgb(image_bytes, PREDICTION_IMAGE_LIMITS, min_short_side=resized_short_side(backbone.spec.input_size))
         features = backbone.embed(preprocess_batch([picture], backbone.spec.input_size))
         probabilities = model.head.predict_proba(features)[0]
         order = np.argsort(-probabilities, kind="stable")

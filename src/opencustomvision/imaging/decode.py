@@ -145,13 +145,20 @@ def prepare_image(
     )
 
 
-def load_rgb(data: bytes, limits: ImageLimits = ImageLimits()) -> Image.Image:
-    """Decode an upload at full size, orientation applied, as an RGB image."""
-    decoded = _decode(data, limits, wanted_side=None)
+def load_rgb(data: bytes, limits: ImageLimits = ImageLimits(), *, min_short_side: int | None = None) -> Image.Image:
+    """Decode an upload, orientation applied, as an RGB image.
+
+    ``min_short_side``: the caller will downscale to about this short side, so a JPEG may be decoded
+    at a reduced scale (DCT scaling) as long as both sides stay at least this large.
+    """
+    draft = (min_short_side, min_short_side) if min_short_side else None
+    decoded = _decode(data, limits, wanted_side=None, draft_size=draft)
     return _flatten(_orient(decoded.image, decoded.orientation))
 
 
-def _decode(data: bytes, limits: ImageLimits, *, wanted_side: int | None) -> _Decoded:
+def _decode(
+    data: bytes, limits: ImageLimits, *, wanted_side: int | None, draft_size: tuple[int, int] | None = None
+) -> _Decoded:
     """Run every check, then decode all pixels.
 
     `wanted_side` lets the JPEG decoder skip detail that a downscale to that
@@ -173,6 +180,8 @@ def _decode(data: bytes, limits: ImageLimits, *, wanted_side: int | None) -> _De
 
         if image_format == "JPEG" and wanted_side is not None:
             image.draft(None, _fit_within((width, height), wanted_side))
+        elif image_format == "JPEG" and draft_size is not None:
+            image.draft(None, draft_size)
         # Decoding everything now (Image.open is lazy) is what detects truncated
         # and corrupt files; ImageFile.LOAD_TRUNCATED_IMAGES stays off.
         image.load()

@@ -15,6 +15,7 @@ from PIL import Image
 
 __all__ = [
     "CROP_FRACTION",
+    "resized_short_side",
     "INPUT_MEAN",
     "INPUT_STD",
     "preprocess",
@@ -27,13 +28,18 @@ INPUT_MEAN = 127.0  # EfficientNet-Lite: MEAN_RGB = [127.0] * 3
 INPUT_STD = 128.0  # EfficientNet-Lite: STDDEV_RGB = [128.0] * 3
 
 
+def resized_short_side(size: int) -> int:
+    """The short side an image is resized to before the ``size x size`` centre crop."""
+    return round(size / CROP_FRACTION)
+
+
 def resize_geometry(width: int, height: int, size: int) -> tuple[int, int]:
     """The (width, height) an image is resized to before the ``size x size`` centre crop."""
     if width <= 0 or height <= 0:
         raise ValueError(f"image has no pixels: {width}x{height}")
     if size <= 0:
         raise ValueError(f"size must be positive, got {size}")
-    short = round(size / CROP_FRACTION)
+    short = resized_short_side(size)
     if width <= height:
         return short, round(height * short / width)
     return round(width * short / height), short
