@@ -88,6 +88,12 @@ def _png(colour: tuple[int, int, int] | None = None, size: tuple[int, int] = (48
     return buffer.getvalue()
 
 
+def _near(colour: tuple[int, int, int]) -> tuple[int, int, int]:
+    """A colour close to ``colour`` that no earlier call produced."""
+    n = next(_unique)
+    return (colour[0] + n % 30, colour[1] + n // 30 % 30, colour[2])
+
+
 @dataclass
 class Project:
     id: str
@@ -99,10 +105,11 @@ class Project:
 class World:
     """Real objects on the live server, removed again afterwards."""
 
-    def __init__(self, client: httpx.Client) -> None:
+    def __init__(self, client: httpx.Client, trained: Trained | None = None) -> None:
         self.client = client
         self.created_projects: list[str] = []
         self.projects: list[Project] = []
+        self.trained = trained
 
     def _ok(self, response: httpx.Response) -> Any:
         request = response.request
@@ -123,8 +130,9 @@ class World:
         project.tag_ids.append(tag_id)
         return tag_id
 
-    def new_images(self, project: Project, count: int, tag_ids: list[str] | None = None) -> list[str]:
-        files = [("imageData", (f"i{n}.png", _png(), "image/png")) for n in range(count)]
+    def new_images(self, project: Project, count: int, tag_ids: list[str] | None = None,
+                   near: tuple[int, int, int] | None = None) -> list[str]:
+        files = [("imageData", (f"i{n}.png", _png(_near(near) if near else None), "image/png")) for n in range(count)]
         params = {"tagIds": ",".join(tag_ids)} if tag_ids else None
         summary = self._ok(self.client.post(f"/projects/{project.id}/images", files=files, params=params))
         ids = [entry["image"]["id"] for entry in summary["images"] if entry.get("image")]
@@ -165,11 +173,79 @@ class World:
         self.created_projects = []
 
 
-@pytest.fixture
-def world(live_server: Any) -> Iterator[World]:
+@dataclass
+class Trained:
+    """Trained projects shared by a module's iteration cases (see the module's docstring)."""
+
+    client: httpx.Client
+    model: Project  # published as ``publish_name``; its iterations never change
+    scratch: Project  # TrainProject, PublishIteration, UnpublishIteration and DeleteIteration work on this one
+    model_iterations: list[str]
+    publish_name: str
+    prediction_resource_ids: list[str]
+    prediction_ids: list[str] = field(default_factory=list)  # stored predictions of ``model``, for Delete/Create
+
+    def scratch_iterations(self) -> list[str]:
+        response = self.client.get(f"/projects/{self.scratch.id}/iterations")
+        return [iteration["id"] for iteration in response.json()] if response.status_code == 200 else []
+
+    def store_prediction(self) -> None:
+        response = self.client.post(f"/projects/{self.model.id}/quicktest/image",
+                                    files={"imageData": ("q.png", _png(), "image/png")})
+        assert response.status_code == 200, f"setup: QuickTestImage -> {response.status_code} {response.text}"
+        self.prediction_ids.append(response.json()["id"])
+
+
+def _wait_trained(client: httpx.Client, project_id: str, iteration_id: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        iteration = client.get(f"/projects/{project_id}/iterations/{iteration_id}").json()
+        if iteration.get("status") != "Training":
+            assert iteration.get("status") == "Completed", f"setup: training {project_id} -> {iteration}"
+            return
+        assert time.monotonic() < deadline, "setup: training took too long"
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def trained(live_server: Any) -> Iterator[Trained]:
     headers = {"Training-Key": live_server.default.training_key}
     with httpx.Client(base_url=live_server.training_url(""), headers=headers, timeout=60) as client:
-        objects = World(client)
+        setup = World(client)
+        projects = []
+        for _ in range(2):
+            project = setup.new_project()
+            red, blue = setup.new_tag(project), setup.new_tag(project)
+            project.image_ids += [*setup.new_images(project, 5, [red], (220, 30, 30)),
+                                  *setup.new_images(project, 5, [blue], (30, 30, 220))]
+            projects.append(project)
+        queued = [setup._ok(client.post(f"/projects/{project.id}/train"))["id"] for project in projects]
+        for project, iteration_id in zip(projects, queued):
+            _wait_trained(client, project.id, iteration_id)
+        model, scratch = projects
+        resource_ids = [live_server.default.prediction_resource_id, live_server.other.prediction_resource_id]
+        assert setup._ok(client.post(f"/projects/{model.id}/iterations/{queued[0]}/publish",
+                                     params={"publishName": "st-model", "predictionId": resource_ids[0]})) is True
+        # The scratch project: one published iteration, one that DeleteIteration may remove.
+        assert setup._ok(client.post(f"/projects/{scratch.id}/iterations/{queued[1]}/publish",
+                                     params={"publishName": "st-scratch", "predictionId": resource_ids[0]})) is True
+        setup._ok(client.post(f"/projects/{scratch.id}/train", params={"forceTrain": "true"}))
+        objects = Trained(client, model, scratch, [queued[0]], "st-model", resource_ids)
+        for _ in range(3):
+            objects.store_prediction()
+        yield objects
+        for project in projects:
+            for iteration in client.get(f"/projects/{project.id}/iterations").json():
+                if iteration.get("publishName"):
+                    client.delete(f"/projects/{project.id}/iterations/{iteration['id']}/publish")
+        setup.remove_all()
+
+
+@pytest.fixture
+def world(live_server: Any, trained: Trained) -> Iterator[World]:
+    headers = {"Training-Key": live_server.default.training_key}
+    with httpx.Client(base_url=live_server.training_url(""), headers=headers, timeout=60) as client:
+        objects = World(client, trained)
         objects.populate()
         yield objects
         objects.remove_all()
@@ -211,8 +287,85 @@ def _retarget_entries(data: st.DataObject, entries: Any, project: Project, keys:
                     entry[key] = _sample(data, values, entry[key])
 
 
+# Operations on iterations: the read-only ones (and stored predictions) use the trained ``model`` project; the ones
+# that start, publish or remove iterations use ``scratch``.
+_MODEL_OPERATIONS = {
+    "GetIterations", "GetIteration", "UpdateIteration", "GetIterationPerformance", "GetImagePerformances",
+    "GetImagePerformanceCount", "QuickTestImage", "QuickTestImageUrl", "QueryPredictions", "DeletePrediction",
+    "CreateImagesFromPredictions",
+}
+_SCRATCH_OPERATIONS = {"TrainProject", "PublishIteration", "UnpublishIteration", "DeleteIteration"}
+_publish_names = itertools.count(1)
+
+
+def point_at_trained(case: Any, data: st.DataObject, world: World, operation_id: str) -> None:
+    trained = world.trained
+    assert trained is not None
+    path = case.path_parameters if isinstance(case.path_parameters, dict) else {}
+    if "projectId" not in path or not data.draw(_REAL):
+        return
+    if operation_id in _SCRATCH_OPERATIONS:
+        project, iterations = trained.scratch, trained.scratch_iterations()
+    else:
+        # Now and then the untrained classification project: no iteration, no performance, no model.
+        untrained = data.draw(st.integers(0, 5)) == 5
+        project = world.projects[0] if untrained else trained.model
+        iterations = [] if untrained else trained.model_iterations
+    path["projectId"] = project.id
+    if "iterationId" in path:
+        path["iterationId"] = _sample(data, iterations, path["iterationId"])
+
+    query = case.query if isinstance(case.query, dict) else {}
+    if "iterationId" in query and data.draw(_REAL):
+        if iterations and data.draw(st.booleans()):
+            query["iterationId"] = data.draw(st.sampled_from(iterations))
+        else:
+            del query["iterationId"]  # the latest trained iteration
+    if "tagIds" in query:
+        query["tagIds"] = _some(data, project.tag_ids, query["tagIds"], csv=True)
+    if "predictionId" in query and data.draw(_REAL):
+        query["predictionId"] = data.draw(st.sampled_from(trained.prediction_resource_ids))
+    if "publishName" in query and data.draw(_REAL):
+        query["publishName"] = f"st-pub-{next(_publish_names)}"
+    if operation_id in ("DeletePrediction", "CreateImagesFromPredictions") and len(trained.prediction_ids) < 2:
+        trained.store_prediction()
+    if "ids" in query:
+        query["ids"] = _some(data, trained.prediction_ids, query["ids"], csv=True)
+        if operation_id == "DeletePrediction" and isinstance(query["ids"], str):
+            trained.prediction_ids = [p for p in trained.prediction_ids if p not in query["ids"].split(",")]
+
+    body = case.body
+    if operation_id == "QuickTestImage" and isinstance(body, dict) and "imageData" in body and data.draw(_REAL):
+        body["imageData"] = _png(data.draw(st.sampled_from([(220, 30, 30), (30, 30, 220), (90, 200, 90)])))
+    if not isinstance(body, dict):
+        return
+    if operation_id == "QuickTestImageUrl" and "url" in body and data.draw(_REAL):
+        body["url"] = data.draw(st.sampled_from(_REFUSED_URLS))
+    elif operation_id == "TrainProject" and isinstance(body.get("selectedTags"), list):
+        body["selectedTags"] = _some(data, project.tag_ids, body["selectedTags"])
+    elif operation_id == "QueryPredictions":
+        if "iterationId" in body:
+            body["iterationId"] = _sample(data, iterations, body["iterationId"])
+        _retarget_entries(data, body.get("tags"), project, {"id": project.tag_ids})
+    elif operation_id == "CreateImagesFromPredictions":
+        if not body.get("images") and data.draw(_REAL):
+            body["images"] = [{"id": ""}]
+        if isinstance(body.get("tagIds"), list):
+            body["tagIds"] = _some(data, project.tag_ids, body["tagIds"])
+        images = body.get("images")
+        for image in images if isinstance(images, list) else []:
+            if isinstance(image, dict):
+                if "id" in image:
+                    image["id"] = _sample(data, trained.prediction_ids, image["id"])
+                if isinstance(image.get("tagIds"), list):
+                    image["tagIds"] = _some(data, project.tag_ids, image["tagIds"])
+
+
 def point_at_real_objects(case: Any, data: st.DataObject, world: World) -> None:
     operation_id = case.operation.definition.raw.get("operationId")
+    if operation_id in _MODEL_OPERATIONS | _SCRATCH_OPERATIONS:
+        point_at_trained(case, data, world, operation_id)
+        return
     path = case.path_parameters if isinstance(case.path_parameters, dict) else {}
     if "domainId" in path and data.draw(_REAL):
         path["domainId"] = data.draw(st.sampled_from([GENERAL_DOMAIN, OBJECT_DETECTION_DOMAIN]))
@@ -342,3 +495,33 @@ def test_training_v33_edge_cases_conform_to_spec(name: str, live_server: Any, wo
     if "body" in parts:
         kwargs.update(body=parts["body"], media_type="application/json")
     _call(operation.Case(**kwargs), live_server, world)
+
+
+# ------------------------------------------------------------------------------------- the Prediction API (v3.1)
+
+if PREDICTION_SPEC_PATH.exists():
+    prediction_schema = schemathesis.openapi.from_dict(
+        load_subset(PREDICTION_SPEC_PATH, PREDICTION_OPERATIONS), config=schemathesis.Config.from_dict(SCHEMATHESIS_CONFIG),
+    ).include(operation_id=list(PREDICTION_OPERATIONS))
+
+    def point_at_published_model(case: Any, data: st.DataObject, trained: Trained) -> None:
+        path = case.path_parameters if isinstance(case.path_parameters, dict) else {}
+        if "projectId" in path and data.draw(_REAL):
+            path["projectId"] = trained.model.id
+            if "publishedName" in path and data.draw(_REAL):
+                path["publishedName"] = trained.publish_name
+        body = case.body
+        if isinstance(body, dict) and "imageData" in body and data.draw(_REAL):
+            body["imageData"] = _png(data.draw(st.sampled_from([(220, 30, 30), (30, 30, 220), (90, 200, 90)])))
+        if isinstance(body, dict) and "url" in body and data.draw(_REAL):
+            body["url"] = data.draw(st.sampled_from(_REFUSED_URLS))
+
+    @prediction_schema.given(data=st.data())
+    @prediction_schema.parametrize()
+    @SETTINGS
+    def test_prediction_v31_conforms_to_spec(case: Any, data: st.DataObject, live_server: Any, trained: Trained) -> None:
+        point_at_published_model(case, data, trained)
+        transport = {"base_url": f"{live_server.endpoint}/customvision/v3.1/prediction",
+                     "headers": {"Prediction-Key": live_server.default.prediction_key}, "timeout": 60}
+        response = case.call(**transport)
+        case.validate_response(response, checks=CHECKS, headers=transport["headers"], transport_kwargs=transport)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from opencustomvision.api.errors import send_error
 
 
 class _BodyTooLarge(Exception):
@@ -49,10 +49,4 @@ class BodySizeLimitMiddleware:
                 await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
-        body = json.dumps({
-            "code": "BadRequestImageSizeBytes",
-            "message": f"The request body is larger than {self.max_bytes} bytes.",
-        }).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        await send_error(send, 413, "BadRequestImageSizeBytes", f"The request body is larger than {self.max_bytes} bytes.")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -45,20 +45,18 @@ def get_session(services: Annotated[Services, Depends(get_services)]) -> Iterato
         yield session
 
 
-def key_from(request: Request, header_names: tuple[str, ...]) -> str | None:
-    for name in header_names:
-        value = request.headers.get(name)
-        if value:
-            return value.strip()
-    return None
+def resource_for_headers(request: Request, session: Session, header_names: tuple[str, ...],
+                         lookup: Callable[[Session, str], Resource | None]) -> Resource:
+    """The resource whose key came in the first of ``header_names`` present; 401 otherwise."""
+    key = next((value.strip() for name in header_names if (value := request.headers.get(name))), None)
+    resource = lookup(session, key) if key else None
+    if resource is None:
+        raise DomainError("NotFoundApimSubscription", f"Access denied: send a valid key in the {header_names[0].title()} header.")
+    return resource
 
 
 def get_training_resource(request: Request, session: Annotated[Session, Depends(get_session)]) -> Resource:
-    key = key_from(request, TRAINING_KEY_HEADERS)
-    resource = resource_for_training_key(session, key) if key else None
-    if resource is None:
-        raise DomainError("NotFoundApimSubscription", "Access denied: send a valid key in the Training-Key header.")
-    return resource
+    return resource_for_headers(request, session, TRAINING_KEY_HEADERS, resource_for_training_key)
 
 
 class BlobLinks:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 from fastapi import Request
@@ -66,6 +67,14 @@ async def http_error_handler(request: Request, error: Exception) -> Response:
     return error_response(request, "BadRequest", str(error.detail), error.status_code)
 
 
+async def send_error(send: Send, status: int, code: str, message: str) -> None:
+    """A CustomVisionError answered straight over ASGI, for middleware that runs outside the routes."""
+    body = json.dumps({"code": code, "message": message}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
 class UnexpectedErrorMiddleware:
     """Answers a bug with 500 ErrorUnknown and keeps the connection usable.
 
@@ -93,7 +102,4 @@ class UnexpectedErrorMiddleware:
             logger.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
             if started:
                 raise
-            body = b'{"code":"ErrorUnknown","message":"The server failed to handle this request."}'
-            await send({"type": "http.response.start", "status": 500,
-                        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-            await send({"type": "http.response.body", "body": body})
+            await send_error(send, 500, "ErrorUnknown", "The server failed to handle this request.")

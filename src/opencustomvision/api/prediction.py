@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from opencustomvision.api import schemas
-from opencustomvision.api.deps import ServicesDep, SessionDep, get_session, key_from
+from opencustomvision.api.deps import ServicesDep, SessionDep, get_session, resource_for_headers
 from opencustomvision.api.negotiation import read_body, render
 from opencustomvision.api.presenters import present_prediction
 from opencustomvision.api.uploads import uploaded_images
@@ -28,11 +28,7 @@ PREDICTION_KEY_HEADERS = ("prediction-key", "ocp-apim-subscription-key")
 
 
 def get_prediction_resource(request: Request, session: Annotated[Session, Depends(get_session)]) -> Resource:
-    key = key_from(request, PREDICTION_KEY_HEADERS)
-    resource = resource_for_prediction_key(session, key) if key else None
-    if resource is None:
-        raise DomainError("NotFoundApimSubscription", "Access denied: send a valid key in the Prediction-Key header.")
-    return resource
+    return resource_for_headers(request, session, PREDICTION_KEY_HEADERS, resource_for_prediction_key)
 
 
 PredictionResource = Annotated[Resource, Depends(get_prediction_resource)]
