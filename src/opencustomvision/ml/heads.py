@@ -38,10 +38,10 @@ from typing import Final, Literal, get_args
 import numpy as np
 from scipy.optimize import minimize
 from scipy.special import expit, softmax
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
+
+# scikit-learn is imported where a head is fitted, not here: a process that only predicts
+# (from_arrays + predict_proba) then starts seconds faster and never loads it.
 
 __all__ = [
     "DEFAULT_C_GRID",
@@ -127,6 +127,8 @@ def stratified_folds(Y: np.ndarray, mode: Mode, n_folds: int, random_state: int)
         raise ValueError(f"cross-validation needs at least 2 folds, got {n_folds}")
     Y = np.asarray(Y)
     key = _stratification_key(Y, mode)
+    from sklearn.model_selection import StratifiedKFold
+
     splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=random_state)
     fold_index = np.empty(Y.shape[0], dtype=np.int64)
     with warnings.catch_warnings():
@@ -207,6 +209,8 @@ class TagClassifier:
         two tags have images. Multilabel: any rows, but the Negative tag never with another tag.
         """
         X, Y = self.check_training_data(X, Y, tag_ids)
+        from sklearn.exceptions import ConvergenceWarning
+
         features = l2_normalise(X)
         # Tiny problems on few cores: multi-threaded BLAS only adds contention (measured 5-15x
         # slower with 2 threads on 2 cores than with 1).
@@ -387,6 +391,8 @@ def _fit_softmax(
     if classes.size < 2:  # an inner training fold can lack tags; the one left is then certain
         intercept[classes] = 0.0
         return coef, intercept
+    from sklearn.linear_model import LogisticRegression
+
     model = LogisticRegression(C=C, solver="lbfgs", max_iter=max_iter, warm_start=start is not None)
     if start is not None:
         # scikit-learn's warm start reads coef_/intercept_ already on the estimator. Binary problems
