@@ -479,16 +479,45 @@ EDGE_CASES = {
         "UpdateTag", lambda t, i: {"tagId": t, "body": {"name": "nul\x00", "description": "x", "type": "Regular"}}),
     "UpdateImageMetadata-nul": (
         "UpdateImageMetadata", lambda t, i: {"query": {"imageIds": i}, "body": {"colour\x00": "red\x00"}}),
+    # Valid RFC 3339 date-times whose conversion to UTC leaves Python's datetime range (year 1 to 9999).
+    "QueryPredictions-startTime-before-year-1-in-utc": (
+        "QueryPredictions", lambda t, i: {"body": {"startTime": "0001-01-01T00:00:00+01:00", "maxCount": 5}}),
+    "QueryPredictions-endTime-after-year-9999-in-utc": (
+        "QueryPredictions", lambda t, i: {"body": {"endTime": "9999-12-31T23:59:59-00:01", "maxCount": 5}}),
+    "QueryPredictions-application-lone-surrogate": (
+        "QueryPredictions", lambda t, i: {"body": {"application": "\ud800", "maxCount": 5}}),
+    "QueryPredictions-application-nul": (
+        "QueryPredictions", lambda t, i: {"body": {"application": "app\x00", "maxCount": 5}}),
+    # A continuation token the service never gave: base64 of {"offset": 1e400} (infinity once parsed).
+    "QueryPredictions-continuation-infinite-offset": (
+        "QueryPredictions", lambda t, i: {"body": {"continuation": base64.urlsafe_b64encode(b'{"offset": 1e400}').decode()}}),
+    "QueryPredictions-continuation-huge-offset": (
+        "QueryPredictions", lambda t, i: {"body": {"continuation": base64.urlsafe_b64encode(b'{"offset": 1e30}').decode()}}),
+    "UpdateIteration-lone-surrogate": ("UpdateIteration", lambda t, i: {"body": {"name": "\udfff"}}),
+    "UpdateIteration-nul": ("UpdateIteration", lambda t, i: {"body": {"name": "nul\x00"}}),
+    "GetImagePerformances-skip-beyond-int64": ("GetImagePerformances", lambda t, i: {"query": {"skip": str(2**63)}}),
+    "TrainProject-email-nul": ("TrainProject", lambda t, i: {"query": {"notificationEmailAddress": "a\x00@b.example"}}),
+    "PublishIteration-name-nul": ("PublishIteration", lambda t, i: {"query": {"publishName": "nul\x00", "predictionId": "x"}}),
 }
 
 
 @pytest.mark.parametrize("name", list(EDGE_CASES))
 def test_training_v33_edge_cases_conform_to_spec(name: str, live_server: Any, world: World) -> None:
     operation_id, make = EDGE_CASES[name]
-    project = world.projects[0]
-    parts = make(project.tag_ids[0], project.image_ids[0])
     operation = schema.find_operation_by_id(operation_id)
+    # Operations on iterations run on the trained (or, for TrainProject and PublishIteration, the scratch) project.
+    trained = world.trained
+    assert trained is not None
+    if operation_id in _SCRATCH_OPERATIONS:
+        project, iteration_id = trained.scratch, trained.scratch_iterations()[0]
+    elif operation_id in _MODEL_OPERATIONS:
+        project, iteration_id = trained.model, trained.model_iterations[0]
+    else:
+        project, iteration_id = world.projects[0], ""
+    parts = make(project.tag_ids[0], project.image_ids[0])
     path_parameters = {"projectId": project.id} if "{projectId}" in operation.path else {}
+    if "{iterationId}" in operation.path:
+        path_parameters["iterationId"] = iteration_id
     if "tagId" in parts:
         path_parameters["tagId"] = parts["tagId"]
     kwargs: dict[str, Any] = {"path_parameters": path_parameters, "query": parts.get("query")}

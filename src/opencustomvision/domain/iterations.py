@@ -79,7 +79,12 @@ def _validate_classification(project: Project, tags: list[Tag], snapshot: list[T
     counts = Counter(tag_id for example in snapshot for tag_id in example.tag_ids)
     regular = [tag for tag in tags if tag.type != "Negative"]
     negative = next((tag for tag in tags if tag.type == "Negative"), None)
-    short = [f"'{tag.name}' ({counts[tag.id]})" for tag in regular if counts[tag.id] < limits.MIN_IMAGES_PER_TAG]
+    # The Negative tag may stay empty; once it has images it needs as many as any tag to be learned and evaluated.
+    short = [
+        f"'{tag.name}' ({counts[tag.id]})"
+        for tag in tags
+        if counts[tag.id] < limits.MIN_IMAGES_PER_TAG and (tag.type != "Negative" or counts[tag.id] > 0)
+    ]
     if short:
         raise DomainError(
             "BadRequestTrainingValidationFailed",
@@ -211,7 +216,8 @@ def delete_iteration(session: Session, iteration: Iteration) -> str | None:
 
 
 def publish_iteration(
-    session: Session, project: Project, iteration: Iteration, publish_name: str, prediction_resource_id: str
+    session: Session, project: Project, iteration: Iteration, publish_name: str, prediction_resource_id: str,
+    *, overwrite: bool = False,
 ) -> Iteration:
     if iteration.status != COMPLETED:
         raise DomainError("BadRequestIterationIsNotTrained", "Only a completed iteration can be published.")
@@ -223,11 +229,20 @@ def publish_iteration(
     target = session.scalars(select(Resource).where(Resource.prediction_resource_id == prediction_resource_id)).first()
     if target is None:
         raise DomainError("BadRequestInvalidPublishTarget", f"'{prediction_resource_id}' is not a prediction resource of this service.")
-    clash = select(Iteration.id).where(
+    holder = session.scalars(select(Iteration).where(
         Iteration.project_id == project.id, Iteration.publish_name == publish_name, Iteration.id != iteration.id
-    )
-    if session.scalars(clash).first() is not None:
-        raise DomainError("BadRequestInvalidPublishName", f"Another iteration of this project is published as '{publish_name}'.")
+    )).first()
+    if holder is not None and not overwrite:
+        raise DomainError(
+            "BadRequestInvalidPublishName",
+            f"Another iteration of this project is published as '{publish_name}'; pass overwrite=true to replace it.",
+        )
+    if holder is not None:
+        holder.publish_name = None
+        holder.published_resource_id = None
+        holder.last_modified = utcnow()
+        # The name must be free before this iteration takes it (the pair is unique).
+        session.flush()
     iteration.publish_name = publish_name
     iteration.published_resource_id = target.id
     iteration.original_publish_resource_id = prediction_resource_id

@@ -113,10 +113,11 @@ def publish_iteration(
     request: Request, project_id: uuid.UUID, iteration_id: uuid.UUID, session: SessionDep, resource: TrainingResource,
     publish_name: Annotated[str, Query(alias="publishName")] = "",
     prediction_id: Annotated[str, Query(alias="predictionId")] = "",
+    overwrite: bool = False,
 ) -> Response:
     project = get_project(session, resource.id, project_id)
     iterations.publish_iteration(session, project, iterations.get_iteration(session, project, iteration_id),
-                                 publish_name, prediction_id)
+                                 publish_name, prediction_id, overwrite=overwrite)
     return render(request, True)
 
 
