@@ -183,7 +183,7 @@ def test_second_load_reuses_the_cached_file(
     def no_export(*args: object, **kwargs: object) -> None:
         raise AssertionError("the cached ONNX file was exported again")
 
-    monkeypatch.setattr(backbone_module, "export_onnx", no_export)
+    monkeypatch.setattr(backbone_module, "export_onnx_isolated", no_export)
     again = Backbone.load(LITE0, model_cache)
     assert again.path == lite0.path
     assert again.path.stat().st_mtime_ns == before
@@ -229,12 +229,12 @@ def test_stale_or_corrupt_file_is_exported_again(
     path.write_bytes(make(good))
     exports: list[Path] = []
 
-    def fake_export(name: str, target: Path) -> Path:  # a real export is covered above
+    def fake_export(name: str, target: Path, **_: object) -> Path:  # a real export is covered above
         exports.append(Path(target))
         Path(target).write_bytes(good)
         return Path(target)
 
-    monkeypatch.setattr(backbone_module, "export_onnx", fake_export)
+    monkeypatch.setattr(backbone_module, "export_onnx_isolated", fake_export)
     loaded = Backbone.load(LITE0, tmp_path)
     assert exports == [path]
     assert loaded.embed(preprocess_batch([_chelsea()], 224)).shape == (1, 1280)

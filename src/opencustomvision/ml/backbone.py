@@ -18,6 +18,8 @@ import hashlib
 import importlib
 import logging
 import os
+import subprocess
+import sys
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
@@ -220,11 +222,20 @@ def export_onnx(name: str, path: Path) -> Path:
     return path
 
 
+def export_onnx_isolated(name: str, path: Path, *, timeout_seconds: float = 900) -> Path:
+    """``export_onnx`` in a child process, so torch's memory and import time never stay in a server."""
+    command = [sys.executable, "-m", "opencustomvision.ml.backbone", name, str(path)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_seconds, check=False)
+    if result.returncode != 0 or not Path(path).is_file():
+        raise BackboneError(f"exporting {name} failed (exit {result.returncode}): {result.stderr[-2000:]}")
+    return Path(path)
+
+
 def ensure_onnx(name: str, cache_dir: Path) -> Path:
     """The cached ONNX file for ``name``, exported first if it is missing."""
     path = onnx_path(name, cache_dir)
     if not path.is_file():
-        export_onnx(name, path)
+        export_onnx_isolated(name, path)
     return path
 
 
@@ -281,7 +292,7 @@ class Backbone:
             session = _open_session(path, spec, threads)
         except _StaleModel as exc:
             logger.warning("%s: %s; exporting it again", path, exc)
-            export_onnx(spec.name, path)
+            export_onnx_isolated(spec.name, path)
             try:
                 session = _open_session(path, spec, threads)
             except _StaleModel as again:
@@ -352,3 +363,7 @@ def _open_session(path: Path, spec: BackboneSpec, threads: int | None) -> ort.In
     if inputs != [INPUT_NAME] or outputs != list(OUTPUT_NAMES):
         raise _StaleModel(f"unexpected graph interface {inputs} -> {outputs}")
     return session
+
+
+if __name__ == "__main__":
+    export_onnx(sys.argv[1], Path(sys.argv[2]))
