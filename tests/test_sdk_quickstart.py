@@ -178,3 +178,17 @@ def test_notification_email_when_training_ends(quickstart, live_server: LiveServ
     assert project.name in message["Subject"] and iteration.name in message["Subject"]
     assert "status Completed" in message.get_content()
     assert error_code(lambda: trainer.train_project(project.id, force_train=True, notification_email_address="not-an-address")) == "BadRequestInvalidEmailAddress"
+
+
+def test_listings_of_an_iteration_show_what_it_trained_on(quickstart) -> None:  # type: ignore[no-untyped-def]
+    trainer, project, iteration, hemlock, _, _, _ = quickstart
+    assert trainer.get_image_count(project.id, iteration_id=iteration.id) == 20
+    assert trainer.get_tagged_image_count(project.id, iteration_id=iteration.id, tag_ids=[hemlock.id]) == 10
+    trained = trainer.get_images(project.id, iteration_id=iteration.id, take=256)
+    assert len(trained) == 20
+    workspace = trainer.get_images(project.id, take=256)
+    assert len(workspace) > 20  # later tests add images to the workspace, never to a trained iteration
+    assert {t.name: t.image_count for t in trainer.get_tags(project.id, iteration_id=iteration.id)} == {"Hemlock": 10, "Japanese Cherry": 10}
+    outsider = next(image for image in workspace if image.id not in {t.id for t in trained})
+    assert trainer.get_images_by_ids(project.id, image_ids=[outsider.id], iteration_id=iteration.id) == []
+    assert error_code(lambda: trainer.get_images(project.id, iteration_id=str(uuid.uuid4()))) == "NotFoundIteration"

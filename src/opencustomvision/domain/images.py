@@ -22,7 +22,7 @@ from opencustomvision.domain.projects import project_blob_prefix
 from opencustomvision.imaging.decode import ImageFormatError, ImageLimits, ImageSizeError, PreparedImage, prepare_image
 from opencustomvision.imaging.fetch import FetchError, FetchPolicy, fetch_bytes
 from opencustomvision.storage.blobs import BlobStore
-from opencustomvision.storage.models import Image, ImageMetadata, ImageTag, Project, Region, Tag, utcnow
+from opencustomvision.storage.models import Image, ImageMetadata, ImageTag, IterationImage, Project, Region, Tag, utcnow
 
 TaggingStatus = Literal["All", "Tagged", "Untagged"]
 OrderBy = Literal["Newest", "Oldest"]
@@ -67,6 +67,8 @@ class ImageQuery:
     tagging_status: TaggingStatus = "All"
     metadata_filter: str | None = None
     order_by: OrderBy = "Newest"
+    # The images an iteration trained on, instead of the whole workspace.
+    iteration_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -327,8 +329,14 @@ def _metadata_condition(expression: Expr):  # type: ignore[no-untyped-def]
     return combine(_metadata_condition(expression.left), _metadata_condition(expression.right))
 
 
+def _iteration_members(iteration_id: str):  # type: ignore[no-untyped-def]
+    return select(IterationImage.image_id).where(IterationImage.iteration_id == iteration_id)
+
+
 def _filtered(project: Project, query: ImageQuery) -> Select[tuple[Image]]:
     statement = select(Image).where(Image.project_id == project.id)
+    if query.iteration_id is not None:
+        statement = statement.where(Image.id.in_(_iteration_members(query.iteration_id)))
     any_tag = exists().where(ImageTag.image_id == Image.id)
     if query.tag_ids:
         tag_ids = check_ids(query.tag_ids, what="tags", limit=limits.MAX_TAGS_PER_QUERY)
@@ -362,9 +370,13 @@ def count_images(session: Session, project: Project, query: ImageQuery) -> int:
     return int(session.scalar(statement) or 0)
 
 
-def images_by_ids(session: Session, project: Project, image_ids: Sequence[uuid.UUID | str]) -> list[Image]:
+def images_by_ids(session: Session, project: Project, image_ids: Sequence[uuid.UUID | str],
+                  iteration_id: str | None = None) -> list[Image]:
     ids = check_ids(image_ids, what="images", limit=limits.MAX_IDS_PER_REQUEST)
     found = _project_images(session, project, ids)
+    if iteration_id is not None:
+        members = set(session.scalars(_iteration_members(iteration_id)))
+        found = {image_id: image for image_id, image in found.items() if image_id in members}
     return [found[image_id] for image_id in ids if image_id in found]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -10,13 +11,17 @@ from sqlalchemy.orm import Session
 from opencustomvision.domain import limits
 from opencustomvision.domain.errors import DomainError, not_found
 from opencustomvision.domain.naming import bounded_description, unique_name
-from opencustomvision.storage.models import ImageTag, Project, Tag, utcnow
+from opencustomvision.storage.models import ImageTag, IterationImage, Project, Tag, utcnow
 
 TAG_TYPES = ("Regular", "Negative", "GeneralProduct")
 _SINGLETON_TYPES = {"Negative": "BadRequestMultipleNegativeTag", "GeneralProduct": "BadRequestMultipleGeneralProductTag"}
 
 
-def image_counts(session: Session, project_id: str) -> dict[str, int]:
+def image_counts(session: Session, project_id: str, iteration_id: str | None = None) -> dict[str, int]:
+    """Images per tag: in the workspace now, or in what an iteration trained on."""
+    if iteration_id is not None:
+        snapshot = session.scalars(select(IterationImage.tag_ids).where(IterationImage.iteration_id == iteration_id))
+        return dict(Counter(tag_id for tag_ids in snapshot for tag_id in tag_ids))
     query = (
         select(ImageTag.tag_id, func.count())
         .join(Tag, Tag.id == ImageTag.tag_id)

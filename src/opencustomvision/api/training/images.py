@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -14,9 +15,10 @@ from opencustomvision.api.params import uuid_list
 from opencustomvision.api.uploads import uploaded_images
 from opencustomvision.api.presenters import present_create_summary, present_image, present_region_entry
 from opencustomvision.domain import images, limits
-from opencustomvision.domain.errors import DomainError
 from opencustomvision.domain.images import ImageInput, ImageQuery, RegionInput
+from opencustomvision.domain.iterations import get_iteration
 from opencustomvision.domain.projects import get_project
+from opencustomvision.storage.models import Project
 
 router = APIRouter()
 
@@ -32,9 +34,8 @@ Take = Annotated[int, Query(ge=0, le=limits.MAX_TAKE)]
 Skip = Annotated[int, Query(ge=0, le=2**31 - 1)]
 
 
-def _no_iterations_yet(iteration_id: uuid.UUID | None) -> None:
-    if iteration_id is not None:
-        raise DomainError("NotFoundIteration", f"Iteration {iteration_id} was not found.")
+def _iteration(session: SessionDep, project: Project, iteration_id: uuid.UUID | None) -> str | None:
+    return get_iteration(session, project, iteration_id).id if iteration_id is not None else None
 
 
 def regions_of(regions: list[schemas.Region] | None) -> list[RegionInput]:
@@ -49,7 +50,7 @@ def _listing(
     query: ImageQuery, take: int, skip: int, iteration_id: uuid.UUID | None,
 ) -> Response:
     project = get_project(session, resource.id, project_id)
-    _no_iterations_yet(iteration_id)
+    query = replace(query, iteration_id=_iteration(session, project, iteration_id))
     found = images.list_images(session, project, query, take=take, skip=skip)
     return render(request, [present_image(image, links) for image in found], items=schemas.Image)
 
@@ -57,7 +58,7 @@ def _listing(
 def _count(session: SessionDep, resource: TrainingResource, request: Request, project_id: uuid.UUID,
            query: ImageQuery, iteration_id: uuid.UUID | None) -> Response:
     project = get_project(session, resource.id, project_id)
-    _no_iterations_yet(iteration_id)
+    query = replace(query, iteration_id=_iteration(session, project, iteration_id))
     return render(request, images.count_images(session, project, query))
 
 
@@ -121,8 +122,8 @@ def get_images_by_ids(
     image_ids: ImageIds, iteration_id: IterationId = None,
 ) -> Response:
     project = get_project(session, resource.id, project_id)
-    _no_iterations_yet(iteration_id)
-    return render(request, [present_image(image, links) for image in images.images_by_ids(session, project, image_ids)], items=schemas.Image)
+    found = images.images_by_ids(session, project, image_ids, _iteration(session, project, iteration_id))
+    return render(request, [present_image(image, links) for image in found], items=schemas.Image)
 
 
 # ---------------------------------------------------------------------------------------------- creation

@@ -12,15 +12,18 @@ from opencustomvision.api.deps import SessionDep, TrainingResource
 from opencustomvision.api.negotiation import read_body, render
 from opencustomvision.api.presenters import present_tag
 from opencustomvision.domain import tags
-from opencustomvision.domain.errors import DomainError
+from opencustomvision.domain.iterations import get_iteration
 from opencustomvision.domain.projects import get_project
+from opencustomvision.storage.models import Project
 
 router = APIRouter()
 
 
-def _no_iterations_yet(iteration_id: uuid.UUID | None) -> None:
-    if iteration_id is not None:
-        raise DomainError("NotFoundIteration", f"Iteration {iteration_id} was not found.")
+def _tag_counts(session: SessionDep, project: Project, iteration_id: uuid.UUID | None) -> dict[str, int]:
+    """Image counts per tag, of the workspace or of an iteration's training set."""
+    if iteration_id is None:
+        return tags.image_counts(session, project.id)
+    return tags.image_counts(session, project.id, get_iteration(session, project, iteration_id).id)
 
 
 @router.get("/projects/{project_id}/tags")
@@ -32,9 +35,10 @@ def get_tags(
     iteration_id: Annotated[uuid.UUID | None, Query(alias="iterationId")] = None,
 ) -> Response:
     project = get_project(session, resource.id, project_id)
-    _no_iterations_yet(iteration_id)
-    counts = tags.image_counts(session, project.id)
-    return render(request, [present_tag(tag, counts.get(tag.id, 0)) for tag in tags.list_tags(session, project)], items=schemas.Tag)
+    counts = _tag_counts(session, project, iteration_id)
+    # An iteration's tags are those it trained on; the workspace shows every tag.
+    shown = [tag for tag in tags.list_tags(session, project) if iteration_id is None or tag.id in counts]
+    return render(request, [present_tag(tag, counts.get(tag.id, 0)) for tag in shown], items=schemas.Tag)
 
 
 @router.post("/projects/{project_id}/tags")
@@ -62,9 +66,9 @@ def get_tag(
     iteration_id: Annotated[uuid.UUID | None, Query(alias="iterationId")] = None,
 ) -> Response:
     project = get_project(session, resource.id, project_id)
-    _no_iterations_yet(iteration_id)
+    counts = _tag_counts(session, project, iteration_id)
     tag = tags.get_tag(session, project, tag_id)
-    return render(request, present_tag(tag, tags.image_counts(session, project.id).get(tag.id, 0)))
+    return render(request, present_tag(tag, counts.get(tag.id, 0)))
 
 
 @router.patch("/projects/{project_id}/tags/{tag_id}")
