@@ -22,7 +22,6 @@ _STATUS_BY_EXACT_CODE = {
     "UnsupportedMediaType": 415,
     "NotFoundApimSubscription": 401,
     "BadRequestNotSupported": 501,
-    "BadRequestTrainingAlreadyInProgress": 409,
 }
 _STATUS_BY_PREFIX = (("BadRequest", 400), ("Forbidden", 403), ("NotFound", 404), ("Conflict", 409))
 

@@ -16,7 +16,7 @@ def _offset(continuation: str | None, code: str) -> int:
         return 0
     try:
         offset = int(json.loads(base64.urlsafe_b64decode(continuation.encode()))["offset"])
-    except (ValueError, KeyError, TypeError) as error:
+    except (ValueError, KeyError, TypeError, OverflowError) as error:
         raise DomainError(code, "The continuation token is not one this service gave.") from error
     if offset < 0:
         raise DomainError(code, "The continuation token is not one this service gave.")

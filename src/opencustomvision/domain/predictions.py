@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Protocol
 
 from sqlalchemy import select
@@ -15,6 +15,7 @@ from opencustomvision.domain import limits
 from opencustomvision.domain.errors import DomainError
 from opencustomvision.domain.images import ImageCreateOutcome, ImageInput, check_ids, create_images
 from opencustomvision.domain.iterations import COMPLETED, get_iteration
+from opencustomvision.domain.naming import require_storable_text
 from opencustomvision.domain.paging import page
 from opencustomvision.domain.projects import project_blob_prefix
 from opencustomvision.imaging.decode import ImageFormatError, ImageLimits, ImageSizeError, prepare_image
@@ -77,9 +78,22 @@ def latest_completed_iteration(session: Session, project: Project, iteration_id:
 
 
 def _check_application(application: str | None) -> str | None:
-    if application is not None and (len(application) > _APPLICATION_NAME_LENGTH or "\x00" in application):
+    if application is None:
+        return None
+    require_storable_text(application, "BadRequestPredictionInvalidApplicationName", "An application name")
+    if len(application) > _APPLICATION_NAME_LENGTH:
         raise DomainError("BadRequestPredictionInvalidApplicationName", f"An application name has at most {_APPLICATION_NAME_LENGTH} characters.")
     return application
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """A query bound in UTC; a time zone offset that pushes it outside the calendar is refused."""
+    if moment is None:
+        return None
+    try:
+        return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    except OverflowError as error:
+        raise DomainError("BadRequestPredictionInvalidQueryParameters", f"{moment.isoformat()} is outside the calendar in UTC.") from error
 
 
 def predict(
@@ -139,15 +153,17 @@ def query_predictions(session: Session, project: Project, query: PredictionQuery
         raise DomainError("BadRequestPredictionTagsExceededCount", f"At most {limits.MAX_TAGS_PER_QUERY} tags per query.")
     if query.order_by not in ("Newest", "Oldest"):
         raise DomainError("BadRequestPredictionInvalidQueryParameters", "orderBy is Newest or Oldest.")
+    application = _check_application(query.application)
+    start_time, end_time = _utc(query.start_time), _utc(query.end_time)
     statement = select(StoredPrediction).where(StoredPrediction.project_id == project.id)
     if query.iteration_id:
         statement = statement.where(StoredPrediction.iteration_id == query.iteration_id)
-    if query.application:
-        statement = statement.where(StoredPrediction.application == query.application)
-    if query.start_time:
-        statement = statement.where(StoredPrediction.created >= query.start_time)
-    if query.end_time:
-        statement = statement.where(StoredPrediction.created <= query.end_time)
+    if application:
+        statement = statement.where(StoredPrediction.application == application)
+    if start_time:
+        statement = statement.where(StoredPrediction.created >= start_time)
+    if end_time:
+        statement = statement.where(StoredPrediction.created <= end_time)
     newest = query.order_by != "Oldest"
     statement = statement.order_by(StoredPrediction.created.desc() if newest else StoredPrediction.created.asc(), StoredPrediction.id)
     matching = [p for p in session.scalars(statement) if _matches(p, query.tags)]
@@ -155,6 +171,8 @@ def query_predictions(session: Session, project: Project, query: PredictionQuery
 
 
 def delete_predictions(session: Session, blobs: BlobStore, project: Project, ids: Sequence[uuid.UUID | str]) -> None:
+    if len(ids) > limits.MAX_IMAGES_PER_BATCH:
+        raise DomainError("BadRequestPredictionIdsExceededCount", f"At most {limits.MAX_IMAGES_PER_BATCH} predictions per request.")
     wanted = check_ids(ids, what="predictions", limit=limits.MAX_IMAGES_PER_BATCH)
     if not wanted:
         raise DomainError("BadRequestPredictionIdsMissing", "Give the ids of the predictions to delete.")

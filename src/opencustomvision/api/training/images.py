@@ -164,7 +164,7 @@ async def create_images_from_files(
     resource: TrainingResource, links: Links,
 ) -> Response:
     batch = await read_body(request, schemas.ImageFileCreateBatch)
-    sources = [_entry(entry, data=entry.contents or b"") for entry in batch.images or []]
+    sources = [_entry(entry, data=entry.contents or b"", source_url=entry.name) for entry in batch.images or []]
     return await _create(request, session, services, resource, links, project_id, sources,
                          [str(t) for t in batch.tag_ids or []], batch.metadata)
 
