@@ -21,6 +21,7 @@ from opencustomvision.domain.metadata_filter import And, Comparison, Expr, Metad
 from opencustomvision.domain.projects import project_blob_prefix
 from opencustomvision.imaging.decode import ImageFormatError, ImageLimits, ImageSizeError, PreparedImage, prepare_image
 from opencustomvision.imaging.fetch import FetchError, FetchPolicy, fetch_bytes
+from opencustomvision.storage.atomic import commit_or_discard, put_all
 from opencustomvision.storage.blobs import BlobStore
 from opencustomvision.storage.models import Image, ImageMetadata, ImageTag, IterationImage, Project, Region, Tag, utcnow
 
@@ -255,13 +256,7 @@ def create_images(
         outcomes.append(ImageCreateOutcome(status="OK", image=image, source_url=source.source_url))
 
     project.last_modified = utcnow()
-    try:
-        session.commit()
-    except BaseException:
-        session.rollback()
-        for key in written:
-            blobs.delete(key)
-        raise
+    commit_or_discard(session, blobs, written)
     return outcomes
 
 
@@ -277,11 +272,12 @@ def _store_image(
 ) -> Image | None:
     image_id = str(uuid.uuid4())
     original_key, resized_key, thumbnail_key = _blob_keys(project.id, image_id)
-    keys_for_image: list[str] = []
+    keys_for_image = [original_key, resized_key, thumbnail_key]
     try:
-        for key, data in ((original_key, prepared.original), (resized_key, prepared.resized), (thumbnail_key, prepared.thumbnail)):
-            blobs.put(key, data)
-            keys_for_image.append(key)
+        put_all(blobs, zip(keys_for_image, (prepared.original, prepared.resized, prepared.thumbnail)))
+    except OSError:
+        return None
+    try:
         now = utcnow()
         with session.begin_nested():
             image = Image(
@@ -307,7 +303,7 @@ def _store_image(
             )
             session.add(image)
             session.flush()
-    except (OSError, SQLAlchemyError):
+    except SQLAlchemyError:
         for key in keys_for_image:
             blobs.delete(key)
         return None

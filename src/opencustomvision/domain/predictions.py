@@ -19,6 +19,7 @@ from opencustomvision.domain.naming import require_storable_text
 from opencustomvision.domain.paging import page
 from opencustomvision.domain.projects import project_blob_prefix
 from opencustomvision.imaging.decode import ImageFormatError, ImageLimits, ImageSizeError, prepare_image
+from opencustomvision.storage.atomic import commit_or_discard, put_all
 from opencustomvision.storage.blobs import BlobStore
 from opencustomvision.storage.models import Iteration, Project, StoredPrediction, utcnow
 
@@ -122,21 +123,14 @@ def predict(
         return outcome
     base = f"{project_blob_prefix(iteration.project_id)}/predictions/{outcome.id}"
     keys = (f"{base}/original", f"{base}/resized", f"{base}/thumbnail")
-    for key, data in zip(keys, (prepared.original, prepared.resized, prepared.thumbnail)):
-        blobs.put(key, data)
+    put_all(blobs, zip(keys, (prepared.original, prepared.resized, prepared.thumbnail)))
     session.add(StoredPrediction(
         id=outcome.id, project_id=iteration.project_id, iteration_id=iteration.id, domain_id=iteration.domain_id,
         created=outcome.created, application=application, width=prepared.width, height=prepared.height,
         original_key=keys[0], resized_key=keys[1], thumbnail_key=keys[2],
         results=[[tag_id, probability] for tag_id, probability in ranked],
     ))
-    try:
-        session.commit()
-    except BaseException:
-        session.rollback()
-        for key in keys:
-            blobs.delete(key)
-        raise
+    commit_or_discard(session, blobs, keys)
     return outcome
 
 
