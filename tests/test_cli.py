@@ -1,0 +1,64 @@
+"""The `ocv` command: serve prints what a client needs; resources add/list manage accounts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from opencustomvision.cli import main
+from tests.conftest import _free_port
+
+pytestmark = pytest.mark.slow
+
+
+def test_resources_add_prints_working_keys_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["resources", "add", "team-a", "--json", "--data-dir", str(tmp_path)]) == 0
+    created = json.loads(capsys.readouterr().out)
+    assert set(created) >= {"trainingKey", "predictionKey", "predictionResourceId"}
+    assert main(["resources", "add", "team-a", "--data-dir", str(tmp_path)]) == 1
+    capsys.readouterr()
+    assert main(["resources", "list", "--data-dir", str(tmp_path)]) == 0
+    listing = capsys.readouterr().out
+    assert "team-a" in listing and created["trainingKey"] not in listing and created["predictionResourceId"] in listing
+
+
+def test_serve_prints_endpoint_and_keys_and_answers(tmp_path: Path) -> None:
+    port = _free_port()
+    environment = dict(os.environ, OCV_TRAINING_KEY="fixed-training-key", OCV_PREDICTION_KEY="fixed-prediction-key")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "opencustomvision.cli", "serve", "--port", str(port), "--data-dir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment,
+    )
+    try:
+        lines: list[str] = []
+        deadline = time.monotonic() + 60
+        while not any("prediction resource id" in line for line in lines):
+            assert time.monotonic() < deadline and server.poll() is None, "".join(lines)
+            lines.append(server.stdout.readline())  # type: ignore[union-attr]
+        banner = "".join(lines)
+        assert f"http://127.0.0.1:{port}" in banner
+        assert "fixed-training-key" in banner and "fixed-prediction-key" in banner
+        # A resource added while the server runs can use it at once.
+        added = subprocess.run([sys.executable, "-m", "opencustomvision.cli", "resources", "add", "late", "--json",
+                                "--data-dir", str(tmp_path)], capture_output=True, text=True, check=True)
+        late_key = json.loads(added.stdout)["trainingKey"]
+        url = f"http://127.0.0.1:{port}/customvision/v3.3/training/projects"
+        while True:
+            try:
+                answer = httpx.get(url, headers={"Training-Key": "fixed-training-key"})
+                break
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline, "the server never answered"
+                time.sleep(0.2)
+        assert answer.status_code == 200
+        assert httpx.get(url, headers={"Training-Key": late_key}).status_code == 200
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
