@@ -85,11 +85,12 @@ def present_create_summary(outcomes: list[ImageCreateOutcome], links: BlobLinks)
 
 
 def present_predictions(ranked: list[tuple[str, float]], tags: dict[str, models.Tag], *, with_type: bool = True) -> list[schemas.Prediction]:
+    """Tags deleted since the model was trained are left out: a client could not look them up."""
     return [
-        schemas.Prediction(probability=probability, tag_id=UUID(tag_id),
-                           tag_name=tags[tag_id].name if tag_id in tags else None,
-                           tag_type=tags[tag_id].type if with_type and tag_id in tags else None)  # type: ignore[arg-type]
+        schemas.Prediction(probability=probability, tag_id=UUID(tag_id), tag_name=tags[tag_id].name,
+                           tag_type=tags[tag_id].type if with_type else None)  # type: ignore[arg-type]
         for tag_id, probability in ranked
+        if tag_id in tags
     ]
 
 
