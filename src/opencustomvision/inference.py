@@ -13,6 +13,7 @@ from opencustomvision.domain.predictions import PREDICTION_IMAGE_LIMITS
 from opencustomvision.embeddings import EmbeddingCache
 from opencustomvision.imaging.decode import load_rgb
 from opencustomvision.jobs.training import load_classifier
+from opencustomvision.ml.evaluation import ranked_predictions
 from opencustomvision.ml.heads import TagClassifier
 from opencustomvision.ml.preprocess import preprocess_batch, resized_short_side
 from opencustomvision.ml.registry import BackboneRegistry
@@ -51,14 +52,12 @@ class Predictor:
         backbone = self._backbones.get(model.backbone)
         picture = load_rgb(image_bytes, PREDICTION_IMAGE_LIMITS, min_short_side=resized_short_side(backbone.spec.input_size))
         features = backbone.embed(preprocess_batch([picture], backbone.spec.input_size))
-        probabilities = model.head.predict_proba(features)[0]
-        order = np.argsort(-probabilities, kind="stable")
-        return [(model.head.tag_ids_[index], float(probabilities[index])) for index in order]
+        return ranked_predictions(model.head.predict_proba(features), model.head.tag_ids_)[0]
 
-    def score_embeddings(self, model_key: str, features: np.ndarray) -> tuple[list[str], np.ndarray]:
-        """The model's tag ids and its probabilities for already embedded images."""
+    def rank_embeddings(self, model_key: str, features: np.ndarray) -> list[list[tuple[str, float]]]:
+        """For each already embedded image, (tag id, probability) for every tag, most probable first."""
         model = self._model(model_key)
-        return list(model.head.tag_ids_), model.head.predict_proba(features)
+        return ranked_predictions(model.head.predict_proba(features), model.head.tag_ids_)
 
     def backbone_of(self, model_key: str) -> str:
         return self._model(model_key).backbone
@@ -71,8 +70,8 @@ class StoredImageScorer:
         self._predictor = predictor
         self._embeddings = embeddings
 
-    def score(self, session: Session, model_key: str, image_ids: list[str]) -> tuple[list[str], np.ndarray]:
+    def rank(self, session: Session, model_key: str, image_ids: list[str]) -> list[list[tuple[str, float]]]:
         if not image_ids:
-            return [], np.empty((0, 0), np.float32)
+            return []
         features = self._embeddings.for_images(session, image_ids, self._predictor.backbone_of(model_key))
-        return self._predictor.score_embeddings(model_key, features)
+        return self._predictor.rank_embeddings(model_key, features)

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-import numpy as np
 from sqlalchemy import exists, not_, select
 from sqlalchemy.orm import Session
 
@@ -21,7 +20,7 @@ MAX_SUGGESTIONS = 256
 
 
 class ImageScorer(Protocol):
-    def score(self, session: Session, model_key: str, image_ids: list[str]) -> tuple[list[str], np.ndarray]: ...
+    def rank(self, session: Session, model_key: str, image_ids: list[str]) -> list[list[tuple[str, float]]]: ...
 
 
 @dataclass(frozen=True)
@@ -50,12 +49,8 @@ def _untagged(session: Session, project: Project, image_ids: Sequence[str] | Non
 
 def suggest(session: Session, scorer: ImageScorer, project: Project, iteration: Iteration,
             images: list[Image]) -> list[Suggestion]:
-    tag_ids, probabilities = scorer.score(session, _trained(iteration), [image.id for image in images])
-    suggestions = []
-    for image, row in zip(images, probabilities):
-        order = np.argsort(-row, kind="stable")
-        suggestions.append(Suggestion(image, [(tag_ids[i], float(row[i])) for i in order]))
-    return suggestions
+    ranked = scorer.rank(session, _trained(iteration), [image.id for image in images])
+    return [Suggestion(image, predictions) for image, predictions in zip(images, ranked)]
 
 
 def suggest_for_images(session: Session, scorer: ImageScorer, project: Project, iteration: Iteration,
