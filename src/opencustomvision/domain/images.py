@@ -289,9 +289,7 @@ def _store_image(
                 format=prepared.format,
                 sha256=prepared.sha256,
                 original_key=original_key,
-                original_content_type=prepared.content_type,
                 resized_key=resized_key,
-                resized_content_type=prepared.resized_content_type,
                 thumbnail_key=thumbnail_key,
                 tags=[ImageTag(tag_id=tag.id, tag=tag, created=now) for tag in tags],
                 regions=[

@@ -137,9 +137,7 @@ class Image(Base):
     format: Mapped[str] = mapped_column(String(8))
     sha256: Mapped[str] = mapped_column(String(64))
     original_key: Mapped[str] = mapped_column(String(256))
-    original_content_type: Mapped[str] = mapped_column(String(32))
     resized_key: Mapped[str] = mapped_column(String(256))
-    resized_content_type: Mapped[str] = mapped_column(String(32))
     thumbnail_key: Mapped[str] = mapped_column(String(256))
 
     project: Mapped[Project] = relationship(back_populates="images")
@@ -215,7 +213,6 @@ class Iteration(Base):
     failure_reason: Mapped[str | None] = mapped_column(Text)
     model_key: Mapped[str | None] = mapped_column(String(256))
     backbone: Mapped[str | None] = mapped_column(String(64))
-    performance: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     publish_name: Mapped[str | None] = mapped_column(String(256))
     published_resource_id: Mapped[str | None] = mapped_column(ForeignKey("resources.id", ondelete="SET NULL"))
     original_publish_resource_id: Mapped[str | None] = mapped_column(String(512))

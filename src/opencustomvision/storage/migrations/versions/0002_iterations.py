@@ -35,7 +35,6 @@ def upgrade() -> None:
     sa.Column('failure_reason', sa.Text(), nullable=True),
     sa.Column('model_key', sa.String(length=256), nullable=True),
     sa.Column('backbone', sa.String(length=64), nullable=True),
-    sa.Column('performance', sa.JSON(), nullable=True),
     sa.Column('publish_name', sa.String(length=256), nullable=True),
     sa.Column('published_resource_id', sa.String(length=36), nullable=True),
     sa.Column('original_publish_resource_id', sa.String(length=512), nullable=True),
