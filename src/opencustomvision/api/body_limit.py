@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from opencustomvision.api.errors import send_error
+from opencustomvision.api.errors import TrackedSend, send_error
 
 
 class _BodyTooLarge(Exception):
@@ -26,7 +26,6 @@ class BodySizeLimitMiddleware:
             return
 
         received = 0
-        started = False
 
         async def counting_receive() -> Message:
             nonlocal received
@@ -37,15 +36,11 @@ class BodySizeLimitMiddleware:
                     raise _BodyTooLarge
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        tracked = TrackedSend(send)
         try:
-            await self.app(scope, counting_receive, tracking_send)
+            await self.app(scope, counting_receive, tracked)
         except _BodyTooLarge:
-            if not started:
+            if not tracked.started:
                 await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:

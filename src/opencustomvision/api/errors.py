@@ -66,6 +66,18 @@ async def http_error_handler(request: Request, error: Exception) -> Response:
     return error_response(request, "BadRequest", str(error.detail), error.status_code)
 
 
+class TrackedSend:
+    """An ASGI ``send`` that remembers whether the response has started, so a middleware knows if it may still answer."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        self.started = self.started or message["type"] == "http.response.start"
+        await self._send(message)
+
+
 async def send_error(send: Send, status: int, code: str, message: str) -> None:
     """A CustomVisionError answered straight over ASGI, for middleware that runs outside the routes."""
     body = json.dumps({"code": code, "message": message}).encode()
@@ -88,17 +100,11 @@ class UnexpectedErrorMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        tracked = TrackedSend(send)
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, receive, tracked)
         except Exception:
             logger.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
-            if started:
+            if tracked.started:
                 raise
             await send_error(send, 500, "ErrorUnknown", "The server failed to handle this request.")
