@@ -15,6 +15,9 @@ embeddings. The candidates use the service's head (``TagClassifier``, C by inner
     <best>+flip+full          ... and of the whole image squashed to the input size (no crop)
     lite0+flip                the cheap backbone with the same flip averaging
     lite0|lite2               concatenation of the two L2-normalised centre-crop embeddings
+    advanced                  trainingType=Advanced: lite2 fine-tuned on the training images
+                              (``ml.finetune.fine_tune`` with the service's settings), judged on
+                              the same test images; skip it with --no-advanced (it takes ~20 min)
 
 ``<best>`` is the single-crop backbone with the highest mean accuracy over both datasets and
 both shot counts. The final choice is also one global choice over that same mean: no
@@ -298,6 +301,38 @@ def latency_p50(setups: Sequence[Setup], emb: Embeddings, paths: Sequence[Path],
     return {name: 1000 * statistics.median(times) for name, times in best.items()}
 
 
+def advanced_accuracies(data: dict, threads: int) -> dict[tuple[str, int], list[float]]:
+    """Top-1 accuracy of Advanced training (fine-tuned lite2) per (dataset, shots), over seeds."""
+    import torch
+
+    from opencustomvision.ml.finetune import fine_tune
+
+    torch.set_num_threads(threads)
+    short_side = resized_short_side(260)
+    out: dict[tuple[str, int], list[float]] = {}
+    for name, d in data.items():
+        n_classes = len(d["classes"])
+        tag_ids = [str(i) for i in range(n_classes)]
+
+        def load(i: int) -> Image.Image:
+            return load_rgb(d["items"][i].path.read_bytes(), min_short_side=short_side)
+
+        for (seed, k), split in d["splits"].items():
+            started = time.perf_counter()
+            train = [load(i) for i in split.train]
+            tuned = fine_tune(L2, train, one_hot(d["labels"][split.train], n_classes), tag_ids, "Multiclass")
+            trained = time.perf_counter() - started
+            predicted = np.concatenate([
+                np.argmax(tuned.predict_proba([load(i) for i in chunk]), axis=1)
+                for chunk in np.array_split(split.test, max(1, len(split.test) // BATCH))
+            ])
+            accuracy = float(np.mean(predicted == d["labels"][split.test]))
+            out.setdefault((name, k), []).append(accuracy)
+            print(f"  advanced {name} seed {seed} {k} shots: {100 * accuracy:.1f}% "
+                  f"(fine-tuned in {trained:.0f} s, {tuned.epochs_run} epochs)", flush=True)
+    return out
+
+
 # --- main -------------------------------------------------------------------------------------
 
 
@@ -310,6 +345,7 @@ def main() -> int:
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/ocv_accuracy_cache"))
     parser.add_argument("--latency-images", type=int, default=20)
     parser.add_argument("--latency-repeats", type=int, default=5)
+    parser.add_argument("--no-advanced", action="store_true", help="skip the fine-tuned (Advanced) setup")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     shots = sorted(int(k) for k in args.shots.split(","))
@@ -380,13 +416,18 @@ def main() -> int:
             setups.append(setup)
             evaluate(setup)
 
+    if not args.no_advanced:
+        results["advanced"], chosen["advanced"] = advanced_accuracies(data, args.threads), []
+
     # latency of one image at a time, on hymenoptera photos (real sizes, decode included)
     hym = data["hymenoptera"]
     lat_paths = [hym["items"][i].path for i in np.linspace(0, len(hym["items"]) - 1, args.latency_images).astype(int)]
     latency = latency_p50(setups, emb, lat_paths, args.latency_repeats)
     latency["baseline"] = latency[SHORT[L0]]
+    latency["advanced"] = latency[SHORT[L2]]  # the same network, other weights
 
     # ---- report
+    names = [s.name for s in setups] + [key for key in ("advanced",) if key in results]
     cells = sorted(results["baseline"], key=lambda c: (list(data).index(c[0]), c[1]))
     print()
     print("Top-1 accuracy (%), mean±std over seeds " + ",".join(map(str, seeds))
@@ -397,9 +438,9 @@ def main() -> int:
     for dataset, k in cells:
         base = results["baseline"][dataset, k]
         print(f"{dataset:<12} {k:>5}  {'baseline (LR C=1, lite0)':<22} {fmt(base):>10}  {'':>10}")
-        for s in setups:
-            acc = results[s.name][dataset, k]
-            print(f"{'':<12} {'':>5}  {s.name:<22} {fmt(acc):>10}  {fmt_delta([a - b for a, b in zip(acc, base)]):>10}")
+        for key in names:
+            acc = results[key][dataset, k]
+            print(f"{'':<12} {'':>5}  {key:<22} {fmt(acc):>10}  {fmt_delta([a - b for a, b in zip(acc, base)]):>10}")
     print()
     print("Summary: mean over the 4 (dataset, shots) cells; cost per image on this machine")
     header = (f"{'setup':<24} {'mean acc':>8} {'Δ base':>7} {'min Δ cell':>10} "
@@ -407,8 +448,9 @@ def main() -> int:
     print(header)
     print("-" * len(header))
     base_mean = overall("baseline")
-    for key in ["baseline"] + [s.name for s in setups]:
-        parts = ((L0, "centre"),) if key == "baseline" else next(s.parts for s in setups if s.name == key)
+    parts_of = {"baseline": ((L0, "centre"),), "advanced": ((L2, "centre"),), **{s.name: s.parts for s in setups}}
+    for key in ["baseline"] + names:
+        parts = parts_of[key]
         batched = [emb.batched.get(p) for p in parts]
         batched_txt = (f"{sum(1000 * t / n for n, t in batched):.1f}" if all(b is not None for b in batched)
                        else "cached")
@@ -420,7 +462,7 @@ def main() -> int:
         print(f"{label:<24} {100 * overall(key):8.1f} {100 * (overall(key) - base_mean):+7.1f} "
               f"{100 * min_delta:+10.1f} {batched_txt:>14} {latency[key]:9.1f} {c_txt:>15}")
 
-    winner = max((s.name for s in setups), key=overall)
+    winner = max(names, key=overall)
     gain = 100 * (overall(winner) - base_mean)
     print()
     print(f"most accurate setup (one global choice, mean over both datasets and both shot counts): {winner} "
@@ -428,12 +470,12 @@ def main() -> int:
           f"{'met' if gain >= GOAL_POINTS else 'NOT met'})")
     print(f"{winner} against each other setup, paired over all {sum(len(v) for v in results[winner].values())} "
           "(dataset, shots, seed) runs: mean Δ ± std, runs won/tied/lost")
-    for key in ["baseline"] + [s.name for s in setups if s.name != winner]:
+    for key in ["baseline"] + [name for name in names if name != winner]:
         diffs = [100 * (a - b) for c in cells for a, b in zip(results[winner][c], results[key][c])]
         won, lost = sum(d > 1e-9 for d in diffs), sum(d < -1e-9 for d in diffs)
         print(f"  vs {key:<18} {statistics.fmean(diffs):+5.2f} ± {statistics.stdev(diffs):4.2f}   "
               f"{won}/{len(diffs) - won - lost}/{lost}")
-    fastest = max((s.name for s in setups if latency[s.name] <= 20.0), key=overall, default=None)
+    fastest = max((name for name in names if latency[name] <= 20.0), key=overall, default=None)
     if fastest is not None:
         print(f"most accurate setup with p50 ≤ 20 ms here: {fastest} ({100 * overall(fastest):.1f}%, "
               f"{100 * (overall(fastest) - base_mean):+.1f} points, p50 {latency[fastest]:.1f} ms)")

@@ -192,3 +192,44 @@ def test_listings_of_an_iteration_show_what_it_trained_on(quickstart) -> None:  
     outsider = next(image for image in workspace if image.id not in {t.id for t in trained})
     assert trainer.get_images_by_ids(project.id, image_ids=[outsider.id], iteration_id=iteration.id) == []
     assert error_code(lambda: trainer.get_images(project.id, iteration_id=str(uuid.uuid4()))) == "NotFoundIteration"
+
+
+def test_advanced_training_fine_tunes_the_backbone_and_serves_it(quickstart, live_server: LiveServer) -> None:  # type: ignore[no-untyped-def]
+    trainer, project, regular, _, _, base, _ = quickstart
+    iteration = trainer.train_project(project.id, training_type="Advanced", reserved_budget_in_hours=1)
+    assert iteration.status == "Training" and iteration.training_type == "Advanced"
+    iteration = wait_for_training(trainer, project.id, iteration.id, timeout=600)
+    assert iteration.status == "Completed", iteration
+    assert iteration.training_type == "Advanced" and iteration.reserved_budget_in_hours == 1
+
+    # Metrics come from fine-tunings that never saw the image they judge.
+    performance = trainer.get_iteration_performance(project.id, iteration.id, threshold=0.5)
+    assert {tag.name for tag in performance.per_tag_performance} == {"Hemlock", "Japanese Cherry"}
+    regular_images = {image.id: image for image in trainer.get_image_performances(project.id, regular.id, take=256)}
+    advanced_images = trainer.get_image_performances(project.id, iteration.id, take=256)
+    assert trainer.get_image_performance_count(project.id, iteration.id) == len(advanced_images) >= 20
+    assert set(regular_images) <= {image.id for image in advanced_images}  # earlier tests may have added some
+    assert any(  # another model: other probabilities for the same held-out images
+        abs(image.predictions[0].probability - regular_images[image.id].predictions[0].probability) > 1e-3
+        for image in advanced_images if image.id in regular_images
+    )
+
+    trainer.publish_iteration(project.id, iteration.id, "advancedModel", live_server.default.prediction_resource_id)
+    predictor = CustomVisionPredictionClient(live_server.endpoint, ApiKeyCredentials(in_headers={"Prediction-key": live_server.default.prediction_key}))
+    with open(base / "Test" / "test_image.jpg", "rb") as image:
+        results = predictor.classify_image_with_no_store(project.id, "advancedModel", image.read())
+    assert results.iteration == iteration.id
+    assert results.predictions[0].tag_name == "Hemlock" and results.predictions[0].probability > 0.5
+
+    # The smart labeler scores stored images with the fine-tuned backbone too.
+    unseen = io.BytesIO()  # bytes no earlier test stored
+    PILImage.open(base / "Test" / "test_image.jpg").transpose(PILImage.Transpose.FLIP_LEFT_RIGHT).save(unseen, "JPEG", quality=70)
+    created = trainer.create_images_from_files(project.id, ImageFileCreateBatch(images=[
+        ImageFileCreateEntry(name="untagged-advanced.jpg", contents=unseen.getvalue())]))
+    assert created.is_batch_successful
+    suggestion = trainer.suggest_tags_and_regions(project.id, iteration.id, image_ids=[created.images[0].image.id])
+    assert suggestion[0].predictions[0].tag_name == "Hemlock"
+
+    trainer.unpublish_iteration(project.id, iteration.id)
+    trainer.delete_iteration(project.id, iteration.id)
+    assert iteration.id not in {it.id for it in trainer.get_iterations(project.id)}

@@ -362,9 +362,8 @@ def test_bad_parameters_start_nothing(live_server: LiveServer) -> None:
     project_id, _, _ = api.two_tag_project()
     assert sdk_error(lambda: trainer.train_project(project_id, notification_email_address="not-an-address")) == (
         "BadRequestInvalidEmailAddress", 400)
-    # Advanced training is not implemented: answered as such, with 501.
-    assert refused(api.http.post(f"/projects/{project_id}/train", params={"trainingType": "Advanced"})) == (501, "BadRequestNotSupported")
-    assert sdk_error(lambda: trainer.train_project(project_id, training_type="Advanced"))[0] == "BadRequestNotSupported"
+    status, code = refused(api.http.post(f"/projects/{project_id}/train", params={"trainingType": "Expert"}))
+    assert status == 400 and code.startswith("BadRequest"), code
     status, code = refused(api.http.post(f"/projects/{project_id}/train", json={"selectedTags": [str(uuid.uuid4())]}))
     assert status == 400 and code.startswith("BadRequest"), code
     status, code = refused(api.http.post(f"/projects/{project_id}/train", params={"reservedBudgetInHours": "-1"}))

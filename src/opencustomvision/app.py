@@ -73,7 +73,7 @@ def build_services(settings: Settings) -> Services:
         secret = shared_secret(session, BLOB_LINK_SECRET)
     blobs = LocalBlobStore(settings.blob_dir)
     backbones = BackboneRegistry(settings.data_dir / "models")
-    embeddings = EmbeddingCache(blobs, backbones)
+    embeddings = EmbeddingCache(blobs)
     predictor = Predictor(blobs, backbones)
     return Services(
         settings=settings,
@@ -84,7 +84,10 @@ def build_services(settings: Settings) -> Services:
         fetch_policy=FetchPolicy(allowed_hosts=settings.url_allowlist),
         predictor=predictor,
         scorer=StoredImageScorer(predictor, embeddings),
-        worker=InProcessWorker(sessions, TrainingJob(sessions, blobs, embeddings, TrainingNotifier(settings.smtp))),
+        worker=InProcessWorker(sessions, TrainingJob(
+            sessions, blobs, backbones, embeddings, TrainingNotifier(settings.smtp),
+            advanced_max_seconds=settings.advanced_training_max_seconds,
+        )),
     )
 
 

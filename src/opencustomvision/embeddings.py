@@ -7,8 +7,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from opencustomvision.imaging.decode import load_rgb
+from opencustomvision.ml.backbone import Backbone
 from opencustomvision.ml.preprocess import resized_short_side
-from opencustomvision.ml.registry import BackboneRegistry
 from opencustomvision.storage.blobs import BlobStore
 from opencustomvision.storage.models import Image, ImageEmbedding
 
@@ -16,21 +16,19 @@ EMBEDDING_BATCH = 32
 
 
 class EmbeddingCache:
-    def __init__(self, blobs: BlobStore, backbones: BackboneRegistry) -> None:
+    def __init__(self, blobs: BlobStore) -> None:
         self._blobs = blobs
-        self._backbones = backbones
 
-    def for_images(self, session: Session, image_ids: list[str], backbone_name: str) -> np.ndarray:
+    def for_images(self, session: Session, image_ids: list[str], backbone: Backbone) -> np.ndarray:
         """One vector per image, computing (and committing) only those this backbone never embedded."""
         cached = {
             row.image_id: np.frombuffer(row.vector, dtype=np.float32)
             for row in session.scalars(
-                select(ImageEmbedding).where(ImageEmbedding.backbone == backbone_name, ImageEmbedding.image_id.in_(image_ids))
+                select(ImageEmbedding).where(ImageEmbedding.backbone == backbone.identity, ImageEmbedding.image_id.in_(image_ids))
             )
         }
         missing = [image_id for image_id in image_ids if image_id not in cached]
         if missing:
-            backbone = self._backbones.get(backbone_name)
             images = {image.id: image for image in session.scalars(select(Image).where(Image.id.in_(missing)))}
             for start in range(0, len(missing), EMBEDDING_BATCH):
                 chunk = missing[start:start + EMBEDDING_BATCH]
@@ -39,7 +37,7 @@ class EmbeddingCache:
                 vectors = backbone.embed_images(pictures, batch_size=EMBEDDING_BATCH)
                 for image_id, vector in zip(chunk, vectors):
                     cached[image_id] = vector
-                    session.merge(ImageEmbedding(image_id=image_id, backbone=backbone_name, vector=vector.astype(np.float32).tobytes()))
+                    session.merge(ImageEmbedding(image_id=image_id, backbone=backbone.identity, vector=vector.astype(np.float32).tobytes()))
                 session.commit()
         if not image_ids:
             return np.empty((0, 0), dtype=np.float32)

@@ -13,6 +13,7 @@ from opencustomvision.domain.predictions import PREDICTION_IMAGE_LIMITS
 from opencustomvision.embeddings import EmbeddingCache
 from opencustomvision.imaging.decode import load_rgb
 from opencustomvision.jobs.training import load_classifier
+from opencustomvision.ml.backbone import Backbone
 from opencustomvision.ml.evaluation import ranked_predictions
 from opencustomvision.ml.heads import TagClassifier
 from opencustomvision.ml.preprocess import preprocess_batch, resized_short_side
@@ -22,7 +23,7 @@ from opencustomvision.storage.blobs import BlobStore
 @dataclass(frozen=True)
 class LoadedModel:
     head: TagClassifier
-    backbone: str
+    backbone: Backbone
 
 
 class Predictor:
@@ -38,8 +39,12 @@ class Predictor:
             if model_key in self._models:
                 self._models.move_to_end(model_key)
                 return self._models[model_key]
-        head, backbone = load_classifier(self._blobs.get(model_key))
-        model = LoadedModel(head, backbone)
+        stored = load_classifier(self._blobs.get(model_key))
+        if stored.fine_tuned_onnx is None:
+            backbone = self._backbones.get(stored.backbone)
+        else:
+            backbone = self._backbones.fine_tuned(stored.base_backbone, stored.fine_tuned_onnx, stored.backbone)
+        model = LoadedModel(stored.head, backbone)
         with self._lock:
             self._models[model_key] = model
             while len(self._models) > self._capacity:
@@ -49,7 +54,7 @@ class Predictor:
     def classify(self, model_key: str, image_bytes: bytes) -> list[tuple[str, float]]:
         """(tag id, probability) for every tag of the model, most probable first."""
         model = self._model(model_key)
-        backbone = self._backbones.get(model.backbone)
+        backbone = model.backbone
         picture = load_rgb(image_bytes, PREDICTION_IMAGE_LIMITS, min_short_side=resized_short_side(backbone.spec.input_size))
         features = backbone.embed(preprocess_batch([picture], backbone.spec.input_size))
         return ranked_predictions(model.head.predict_proba(features), model.head.tag_ids_)[0]
@@ -59,7 +64,7 @@ class Predictor:
         model = self._model(model_key)
         return ranked_predictions(model.head.predict_proba(features), model.head.tag_ids_)
 
-    def backbone_of(self, model_key: str) -> str:
+    def backbone_of(self, model_key: str) -> Backbone:
         return self._model(model_key).backbone
 
 

@@ -9,14 +9,14 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from opencustomvision.domain import limits
 from opencustomvision.domain.catalog import CLASSIFICATION, find_domain
 from opencustomvision.domain.errors import DomainError, not_found
 from opencustomvision.domain.naming import require_storable_text
-from opencustomvision.storage.models import Image, Iteration, IterationImage, Project, Resource, Tag, utcnow
+from opencustomvision.storage.models import Image, ImageEmbedding, Iteration, IterationImage, Project, Resource, Tag, utcnow
 
 TRAINING, COMPLETED, FAILED = "Training", "Completed", "Failed"
 TRAINING_TYPES = ("Regular", "Advanced")
@@ -116,9 +116,10 @@ def _validate_classification(project: Project, tags: list[Tag], snapshot: list[T
         )
 
 
-def fingerprint(project: Project, snapshot: list[TrainingExample]) -> str:
+def fingerprint(project: Project, snapshot: list[TrainingExample], training_type: str) -> str:
     """What a model depends on, so an unchanged project is not trained twice."""
     material = {
+        "training_type": training_type,
         "domain": project.domain_id,
         "classification": project.classification_type,
         "examples": [[example.image_id, list(example.tag_ids)] for example in snapshot],
@@ -133,8 +134,6 @@ def start_training(session: Session, project: Project, request: TrainingRequest)
         raise DomainError("BadRequestNotSupported", "Training object detection projects is not available yet.")
     if request.training_type not in TRAINING_TYPES:
         raise DomainError("BadRequest", f"trainingType must be one of {TRAINING_TYPES}.")
-    if request.training_type == "Advanced":
-        raise DomainError("BadRequestNotSupported", "Advanced training is not available yet; train with trainingType=Regular.")
     if request.notification_email is not None:
         require_storable_text(request.notification_email, "BadRequestInvalidEmailAddress", "notificationEmailAddress")
         if not _EMAIL.match(request.notification_email):
@@ -151,7 +150,7 @@ def start_training(session: Session, project: Project, request: TrainingRequest)
     tags = _training_tags(session, project, request.selected_tag_ids)
     snapshot = training_snapshot(session, project, tags)
     _validate_classification(project, tags, snapshot)
-    key = fingerprint(project, snapshot)
+    key = fingerprint(project, snapshot, request.training_type)
     last = next((it for it in reversed(iterations) if it.status == COMPLETED), None)
     if last is not None and last.training_fingerprint == key and not request.force_train:
         raise DomainError("BadRequestTrainingNotNeeded", "Nothing changed since the last iteration; pass forceTrain=true to train anyway.")
@@ -210,6 +209,9 @@ def delete_iteration(session: Session, iteration: Iteration) -> str | None:
     if iteration.status == TRAINING:
         raise DomainError("BadRequestTrainingAlreadyInProgress", "The iteration is still training.")
     model_key = iteration.model_key
+    if iteration.training_type == "Advanced" and iteration.backbone is not None:
+        # A fine-tuned backbone (Advanced) is this iteration's alone: so are its cached embeddings.
+        session.execute(delete(ImageEmbedding).where(ImageEmbedding.backbone == iteration.backbone))
     session.delete(iteration)
     session.commit()
     return model_key

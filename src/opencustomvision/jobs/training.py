@@ -7,8 +7,12 @@ This is where the database meets the ML code: it reads an iteration's snapshot, 
 from __future__ import annotations
 
 import io
+import json
 import logging
+import tempfile
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from sqlalchemy import select
@@ -18,39 +22,62 @@ from opencustomvision.domain.catalog import backbone_for
 from opencustomvision.domain.iterations import COMPLETED, FAILED, TRAINING
 from opencustomvision.embeddings import EmbeddingCache
 from opencustomvision.imaging.decode import ImageRejected
+from opencustomvision.jobs.notify import TrainingNotifier
+from opencustomvision.ml import finetune
 from opencustomvision.ml.evaluation import cross_validated_predictions
 from opencustomvision.ml.heads import TagClassifier
+from opencustomvision.ml.registry import BackboneRegistry
 from opencustomvision.storage.blobs import BlobStore
-from opencustomvision.jobs.notify import TrainingNotifier
-from opencustomvision.storage.models import Iteration, IterationImage, Project, Tag, utcnow
+from opencustomvision.storage.models import Image, Iteration, IterationImage, Project, Tag, utcnow
 
 logger = logging.getLogger(__name__)
+_FINE_TUNE_OVERHEAD_SECONDS = 600
 
 
 def model_key(project_id: str, iteration_id: str) -> str:
     return f"projects/{project_id}/iterations/{iteration_id}/classifier.npz"
 
 
-def save_classifier(head: TagClassifier, backbone: str) -> bytes:
+@dataclass(frozen=True)
+class StoredClassifier:
+    """An iteration's model: a head over the embeddings of a backbone, in one blob."""
+
+    head: TagClassifier
+    backbone: str  # what its embeddings are cached under (Backbone.identity)
+    base_backbone: str  # the pretrained model it is, or was fine-tuned from
+    fine_tuned_onnx: bytes | None = None  # Advanced: the fine-tuned backbone's weights
+
+
+def save_classifier(model: StoredClassifier) -> bytes:
     buffer = io.BytesIO()
-    np.savez(buffer, backbone=np.array(backbone), **head.to_arrays())
+    tuned = np.frombuffer(model.fine_tuned_onnx or b"", dtype=np.uint8)
+    np.savez(buffer, backbone=np.array(model.backbone), base_backbone=np.array(model.base_backbone),
+             fine_tuned_onnx=tuned, **model.head.to_arrays())
     return buffer.getvalue()
 
 
-def load_classifier(data: bytes) -> tuple[TagClassifier, str]:
+def load_classifier(data: bytes) -> StoredClassifier:
     with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
         contents = {name: arrays[name] for name in arrays.files}
     backbone = str(contents.pop("backbone"))
-    return TagClassifier.from_arrays(contents), backbone
+    base = str(contents.pop("base_backbone", backbone))
+    tuned = contents.pop("fine_tuned_onnx", np.empty(0, np.uint8)).tobytes()
+    return StoredClassifier(TagClassifier.from_arrays(contents), backbone, base, tuned or None)
+
+
+def fine_tuned_identity(base_backbone: str, iteration_id: str) -> str:
+    return f"{base_backbone}~{iteration_id}"
 
 
 class TrainingJob:
-    def __init__(self, sessions: sessionmaker[Session], blobs: BlobStore, embeddings: EmbeddingCache,
-                 notifier: TrainingNotifier) -> None:
+    def __init__(self, sessions: sessionmaker[Session], blobs: BlobStore, backbones: BackboneRegistry,
+                 embeddings: EmbeddingCache, notifier: TrainingNotifier, *, advanced_max_seconds: float) -> None:
         self._sessions = sessions
         self._blobs = blobs
+        self._backbones = backbones
         self._embeddings = embeddings
         self._notifier = notifier
+        self._advanced_max_seconds = advanced_max_seconds
 
     def __call__(self, iteration_id: str) -> None:
         started = time.monotonic()
@@ -90,30 +117,67 @@ class TrainingJob:
             members = [m for m in members if any(tag_id in tags for tag_id in m.tag_ids)]
             tag_ids = sorted({tag_id for m in members for tag_id in m.tag_ids if tag_id in tags}, key=lambda t: tags[t].name)
             backbone_name = backbone_for(iteration.domain_id)
-            try:
-                features = self._embeddings.for_images(session, [m.image_id for m in members], backbone_name)
-            except ImageRejected as error:
-                raise RuntimeError(f"a stored image could not be decoded: {error}") from error
             labels = np.array([[1.0 if tag_id in m.tag_ids else 0.0 for tag_id in tag_ids] for m in members], dtype=np.float32)
             mode = iteration.classification_type or "Multiclass"
             negative = next((tag_id for tag_id in tag_ids if tags[tag_id].type == "Negative"), None)
-
-            def make_head() -> TagClassifier:
-                return TagClassifier(mode, negative_tag=negative)
-
-            probabilities, folds = cross_validated_predictions(make_head, features, labels, tag_ids)
-            head = make_head().fit(features, labels, tag_ids)
+            if iteration.training_type == "Advanced":
+                model, probabilities, folds = self._fine_tune(session, iteration, members, labels, tag_ids, mode, negative, backbone_name)
+            else:
+                model, probabilities, folds = self._fit_head(session, members, labels, tag_ids, mode, negative, backbone_name)
 
             key = model_key(iteration.project_id, iteration.id)
-            self._blobs.put(key, save_classifier(head, backbone_name))
+            self._blobs.put(key, save_classifier(model))
             for member, row, fold in zip(members, probabilities, folds):
                 member.predictions = {tag_id: float(p) for tag_id, p in zip(tag_ids, row)}
                 member.fold = int(fold)
             now = utcnow()
             iteration.status = COMPLETED
             iteration.model_key = key
-            iteration.backbone = backbone_name
+            iteration.backbone = model.backbone
             iteration.trained_at = now
             iteration.last_modified = now
             iteration.training_seconds = time.monotonic() - started
             session.commit()
+
+    def _fit_head(self, session: Session, members: list[IterationImage], labels: np.ndarray, tag_ids: list[str], mode: str,
+                  negative: str | None, backbone_name: str) -> tuple[StoredClassifier, np.ndarray, np.ndarray]:
+        """Regular: a linear head on the frozen backbone's cached embeddings."""
+        try:
+            features = self._embeddings.for_images(session, [m.image_id for m in members], self._backbones.get(backbone_name))
+        except ImageRejected as error:
+            raise RuntimeError(f"a stored image could not be decoded: {error}") from error
+
+        def make_head() -> TagClassifier:
+            return TagClassifier(mode, negative_tag=negative)  # type: ignore[arg-type]  # checked by the head
+
+        probabilities, folds = cross_validated_predictions(make_head, features, labels, tag_ids)
+        head = make_head().fit(features, labels, tag_ids)
+        return StoredClassifier(head, backbone_name, backbone_name), probabilities, folds
+
+    def _fine_tune(self, session: Session, iteration: Iteration, members: list[IterationImage], labels: np.ndarray,
+                   tag_ids: list[str], mode: str, negative: str | None,
+                   backbone_name: str) -> tuple[StoredClassifier, np.ndarray, np.ndarray]:
+        """Advanced: fine-tune the backbone in a child process, within the iteration's budget."""
+        budget = self._advanced_max_seconds
+        if iteration.reserved_budget_in_hours > 0:
+            budget = min(budget, iteration.reserved_budget_in_hours * 3600.0)
+        images = {image.id: image for image in session.scalars(select(Image).where(Image.id.in_([m.image_id for m in members])))}
+        with tempfile.TemporaryDirectory(prefix="ocv-finetune-") as directory:
+            workdir = Path(directory)
+            (workdir / "images").mkdir()
+            for index, member in enumerate(members):
+                (workdir / "images" / f"{index}.img").write_bytes(self._blobs.get(images[member.image_id].resized_key))
+            np.save(workdir / "labels.npy", labels)
+            request = {"backbone": backbone_name, "mode": mode, "negative_tag": negative, "tag_ids": tag_ids, "budget_seconds": budget}
+            (workdir / "request.json").write_text(json.dumps(request))
+            session.commit()  # ends the read transaction: fine-tuning takes minutes
+            # The budget bounds training; the rest (start-up, decoding, export) gets a generous margin.
+            report = finetune.run_in_child(workdir, timeout_seconds=budget + _FINE_TUNE_OVERHEAD_SECONDS)
+            logger.info("iteration %s fine-tuned: %s", iteration.id, report)
+            with np.load(workdir / "head.npz", allow_pickle=False) as arrays:
+                head = TagClassifier.from_arrays({name: arrays[name] for name in arrays.files})
+            with np.load(workdir / "validation.npz", allow_pickle=False) as arrays:
+                probabilities, folds = arrays["probabilities"], arrays["folds"]
+            onnx = (workdir / "backbone.onnx").read_bytes()
+        identity = fine_tuned_identity(backbone_name, iteration.id)
+        return StoredClassifier(head, identity, backbone_name, onnx), probabilities, folds

@@ -43,11 +43,14 @@ __all__ = [
     "Backbone",
     "BackboneError",
     "BackboneSpec",
+    "backbone_metadata",
     "build_torch_model",
     "default_threads",
     "ensure_onnx",
+    "export_module",
     "export_onnx",
     "onnx_path",
+    "session_options",
 ]
 
 logger = logging.getLogger(__name__)
@@ -189,9 +192,38 @@ def export_onnx(name: str, path: Path) -> Path:
     model = build_torch_model(name)
     import torch
 
+    example = torch.zeros(2, 3, spec.input_size, spec.input_size)
+    export_module(
+        model,
+        (example,),
+        path,
+        input_names=[INPUT_NAME],
+        output_names=list(OUTPUT_NAMES),
+        dynamic_shapes=({0: torch.export.Dim("batch")},),
+        metadata=backbone_metadata(name),
+    )
+    logger.info("exported %s to %s (%d bytes)", name, path, Path(path).stat().st_size)
+    return Path(path)
+
+
+def export_module(
+    model: torch.nn.Module,
+    examples: tuple[torch.Tensor, ...],
+    path: Path,
+    *,
+    input_names: list[str],
+    output_names: list[str],
+    dynamic_shapes: tuple[dict[int, Any], ...] | None,
+    metadata: dict[str, str],
+) -> None:
+    """Export a torch module with the dynamo exporter to ``path``, atomically.
+
+    ``metadata`` lands in the model's metadata_props, where sessions check it.
+    """
+    import torch
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    example = torch.zeros(2, 3, spec.input_size, spec.input_size)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     tmp = Path(tmp_name)
@@ -199,18 +231,18 @@ def export_onnx(name: str, path: Path) -> Path:
         with _quiet_exporter():
             program = torch.onnx.export(
                 model,
-                (example,),
+                examples,
                 dynamo=True,
-                input_names=[INPUT_NAME],
-                output_names=list(OUTPUT_NAMES),
-                dynamic_shapes=({0: torch.export.Dim("batch")},),
+                input_names=input_names,
+                output_names=output_names,
+                dynamic_shapes=dynamic_shapes,
                 optimize=True,
                 verbose=False,
             )
         if program is None:  # pragma: no cover - dynamo export always returns a program
-            raise BackboneError(f"{name}: torch.onnx.export returned nothing")
-        program.model.metadata_props[_META_FORMAT] = _FORMAT_VERSION
-        program.model.metadata_props[_META_NAME] = name
+            raise BackboneError(f"{path.name}: torch.onnx.export returned nothing")
+        for key, value in metadata.items():
+            program.model.metadata_props[key] = value
         program.save(tmp, external_data=False)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
@@ -218,8 +250,11 @@ def export_onnx(name: str, path: Path) -> Path:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    logger.info("exported %s to %s (%d bytes)", name, path, path.stat().st_size)
-    return path
+
+
+def backbone_metadata(name: str) -> dict[str, str]:
+    """The metadata an exported backbone carries, checked when a session opens it."""
+    return {_META_FORMAT: _FORMAT_VERSION, _META_NAME: get_spec(name).name}
 
 
 def export_onnx_isolated(name: str, path: Path, *, timeout_seconds: float = 900) -> Path:
@@ -275,9 +310,12 @@ def _sha256(path: Path) -> str:
 class Backbone:
     """A pretrained backbone behind an ONNX Runtime session. Thread-safe, like the session."""
 
-    def __init__(self, spec: BackboneSpec, session: ort.InferenceSession, path: Path) -> None:
+    def __init__(self, spec: BackboneSpec, session: ort.InferenceSession, path: Path | None, *, identity: str | None = None) -> None:
         self.spec = spec
         self.path = path
+        # What the embeddings of this backbone are cached under: the spec's name for the pretrained
+        # model; another name for a fine-tuned copy (same spec, other weights).
+        self.identity = identity or spec.name
         self._session = session
 
     @classmethod
@@ -298,6 +336,16 @@ class Backbone:
             except _StaleModel as again:
                 raise BackboneError(f"{path}: freshly exported, yet {again}") from again
         return cls(spec, session, path)
+
+    @classmethod
+    def from_onnx_bytes(cls, spec_name: str, data: bytes, *, identity: str, threads: int | None = None) -> Backbone:
+        """A fine-tuned copy of ``spec_name`` exported with ``backbone_metadata(spec_name)``."""
+        spec = get_spec(spec_name)
+        try:
+            session = _open_session(data, spec, threads)
+        except _StaleModel as exc:
+            raise BackboneError(f"fine-tuned {spec.name} ({identity}): {exc}") from exc
+        return cls(spec, session, None, identity=identity)
 
     def forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(embedding, logits)`` of a preprocessed (N, 3, S, S) batch, from one pass."""
@@ -336,14 +384,15 @@ class Backbone:
         return batch
 
     def __repr__(self) -> str:
-        return f"Backbone({self.spec.name!r}, path={str(self.path)!r})"
+        return f"Backbone({self.identity!r}, path={str(self.path)!r})"
 
 
 class _StaleModel(Exception):
     pass
 
 
-def _open_session(path: Path, spec: BackboneSpec, threads: int | None) -> ort.InferenceSession:
+def session_options(threads: int | None) -> ort.SessionOptions:
+    """The ONNX Runtime options every model here runs with (``threads`` None: ``default_threads()``)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads if threads is not None else default_threads()
     options.inter_op_num_threads = 1
@@ -351,8 +400,13 @@ def _open_session(path: Path, spec: BackboneSpec, threads: int | None) -> ort.In
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return options
+
+
+def _open_session(model: Path | bytes, spec: BackboneSpec, threads: int | None) -> ort.InferenceSession:
+    options = session_options(threads)
     try:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own, unexported exception types
         raise _StaleModel(f"ONNX Runtime cannot open it ({exc})") from exc
     meta: dict[str, Any] = session.get_modelmeta().custom_metadata_map

@@ -20,3 +20,7 @@ class BackboneRegistry:
             if name not in self._loaded:
                 self._loaded[name] = Backbone.load(name, self.cache_dir, threads=self._threads)
             return self._loaded[name]
+
+    def fine_tuned(self, base: str, onnx: bytes, identity: str) -> Backbone:
+        """A fine-tuned copy of ``base``; not kept here (its owner, a loaded model, keeps it)."""
+        return Backbone.from_onnx_bytes(base, onnx, identity=identity, threads=self._threads)
