@@ -1,0 +1,158 @@
+"""The detector's training-side entry point, scikit-learn style: configure, ``fit``, get a model.
+
+``ObjectDetector`` needs torch (imported inside ``fit``); what it produces,
+``DetectionModel``, does not. A service trains in a worker with ``ObjectDetector``,
+stores ``to_bytes()``, and predicts anywhere with ``DetectionModel.from_bytes``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image
+
+from opencustomvision.ml.backbone import DEFAULT_BACKBONE, default_threads, get_spec
+from opencustomvision.ml.detection.boxes import box_area, clip_boxes, ltwh_to_xyxy
+from opencustomvision.ml.detection.features import FEATURE_STRIDES, SIZE_MULTIPLE
+from opencustomvision.ml.detection.model import (
+    DetectionModel,
+    DetectorConfig,
+    shared_feature_extractor,
+)
+from opencustomvision.ml.detection.settings import TrainingSettings
+
+if TYPE_CHECKING:  # torch is imported only inside fit
+    from opencustomvision.ml.detection.model import Detection
+    from opencustomvision.ml.detection.training import EpochReport
+
+__all__ = ["DEFAULT_INPUT_SIZE", "ObjectDetector", "Region"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_INPUT_SIZE = 320
+Region = tuple[int, tuple[float, float, float, float]]  # (tag index, (left, top, width, height) normalised)
+
+
+class ObjectDetector:
+    """Trains a detector: frozen ImageNet EfficientNet-Lite features, FCOS-style head.
+
+    ``cache_dir`` holds the shared backbone ONNX export (made once, in a child process).
+    ``threads``: ONNX Runtime threads for the backbone while fitting and for the model's
+    predictions (default: every CPU this process may use); the torch part runs on one thread. After ``fit``: ``model_`` (a ``DetectionModel``), ``history_``
+    (one ``EpochReport`` per epoch), ``dropped_regions_`` (empty boxes skipped).
+    """
+
+    def __init__(
+        self,
+        backbone: str = DEFAULT_BACKBONE,
+        *,
+        cache_dir: Path,
+        time_budget_seconds: float = 240.0,
+        input_size: int = DEFAULT_INPUT_SIZE,
+        seed: int = 0,
+        threads: int | None = None,
+        settings: TrainingSettings | None = None,
+    ) -> None:
+        get_spec(backbone)
+        if input_size <= 0 or input_size % SIZE_MULTIPLE:
+            raise ValueError(f"input_size must be a positive multiple of {SIZE_MULTIPLE}, got {input_size}")
+        if time_budget_seconds <= 0:
+            raise ValueError(f"time_budget_seconds must be positive, got {time_budget_seconds}")
+        self.backbone = backbone
+        self.cache_dir = Path(cache_dir)
+        self.time_budget_seconds = time_budget_seconds
+        self.input_size = input_size
+        self.seed = seed
+        self.threads = threads
+        self.settings = settings
+
+    def fit(
+        self,
+        images: Sequence[Image.Image],
+        regions: Sequence[Sequence[Region]],
+        tag_count: int,
+        *,
+        on_epoch: Callable[[EpochReport], None] | None = None,
+    ) -> ObjectDetector:
+        """Train on ``images`` (RGB, EXIF orientation applied) and their tagged regions.
+
+        An image may have no region (pure background). ``on_epoch`` sees each epoch's
+        report; its time is not charged to the budget.
+        """
+        import torch
+
+        from opencustomvision.ml.detection.training import export_head, train_head
+
+        if len(images) != len(regions):
+            raise ValueError(f"{len(images)} images but {len(regions)} region lists")
+        if tag_count <= 0:
+            raise ValueError(f"tag_count must be positive, got {tag_count}")
+        boxes, classes, self.dropped_regions_ = _validated_regions(regions, tag_count)
+        if not any(len(c) for c in classes):
+            raise ValueError("no region to learn from")
+
+        threads = self.threads if self.threads is not None else default_threads()
+        config = DetectorConfig(self.backbone, self.input_size, tag_count, FEATURE_STRIDES)
+        extractor = shared_feature_extractor(self.backbone, self.cache_dir, threads)
+        history: list[EpochReport] = []
+
+        def record(report: EpochReport) -> None:
+            history.append(report)
+            if on_epoch is not None:
+                on_epoch(report)
+
+        saved_threads = torch.get_num_threads()
+        # The head's small ops barely gain from a second thread (raccoon epochs 1.8 s vs 2.1 s on an
+        # idle 2-core machine) but collapse when another process holds a core (14-90 s vs 0.7-4 s
+        # measured): torch trains on one thread; ONNX Runtime (the feature cache) uses ``threads``.
+        torch.set_num_threads(1)
+        try:
+            started = time.perf_counter()
+            head = train_head(
+                [image.convert("RGB") for image in images],
+                boxes,
+                classes,
+                config,
+                extractor,
+                self.settings or TrainingSettings(),
+                seed=self.seed,
+                time_budget_seconds=self.time_budget_seconds,
+                on_epoch=record,
+            )
+            head_onnx = export_head(head, config, extractor.channels)
+        finally:
+            torch.set_num_threads(saved_threads)
+        logger.info("trained a %d-tag detector in %.1f s", tag_count, time.perf_counter() - started)
+        self.history_ = history
+        self.model_ = DetectionModel(config, head_onnx, extractor, threads=self.threads)
+        return self
+
+    def to_bytes(self) -> bytes:
+        return self.model_.to_bytes()
+
+    def predict(self, image: Image.Image) -> list[Detection]:
+        return self.model_.predict(image)
+
+
+def _validated_regions(
+    regions: Sequence[Sequence[Region]], tag_count: int
+) -> tuple[list[np.ndarray], list[np.ndarray], int]:
+    """Per image: normalised xyxy boxes clipped to the image, and their tags; plus how many were empty."""
+    boxes, classes, dropped = [], [], 0
+    for image_regions in regions:
+        tags = np.array([tag for tag, _ in image_regions], dtype=np.int64)
+        if np.any((tags < 0) | (tags >= tag_count)):
+            raise ValueError(f"tag indices must be in [0, {tag_count}), got {sorted(set(tags.tolist()))}")
+        xyxy = clip_boxes(ltwh_to_xyxy([box for _, box in image_regions]))
+        has_area = box_area(xyxy) > 0
+        dropped += int(np.count_nonzero(~has_area))
+        boxes.append(xyxy[has_area])
+        classes.append(tags[has_area])
+    if dropped:
+        logger.warning("dropped %d empty region(s)", dropped)
+    return boxes, classes, dropped
