@@ -81,6 +81,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         database_url=_database_url(data_dir),
         url_allowlist=frozenset(),
         smtp=SmtpSettings(host="127.0.0.1", port=smtp.port, sender="ocv@test.invalid"),
+        advanced_training_max_seconds=3600,  # off by default; the tests exercise it
     )
     default = prepare_default_resource(settings)
     services = build_services(settings)

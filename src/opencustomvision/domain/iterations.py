@@ -127,13 +127,22 @@ def fingerprint(project: Project, snapshot: list[TrainingExample], training_type
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
-def start_training(session: Session, project: Project, request: TrainingRequest) -> Iteration:
-    """Validate, snapshot the training set and queue an iteration in status Training."""
+def start_training(session: Session, project: Project, request: TrainingRequest, *, advanced_enabled: bool) -> Iteration:
+    """Validate, snapshot the training set and queue an iteration in status Training.
+
+    ``advanced_enabled``: whether this service runs trainingType=Advanced (an operator's choice).
+    """
     domain = find_domain(project.domain_id)
     if domain is None or domain.type != CLASSIFICATION:
         raise DomainError("BadRequestNotSupported", "Training object detection projects is not available yet.")
     if request.training_type not in TRAINING_TYPES:
         raise DomainError("BadRequest", f"trainingType must be one of {TRAINING_TYPES}.")
+    if request.training_type == "Advanced" and not advanced_enabled:
+        raise DomainError(
+            "BadRequestNotSupported",
+            "Advanced training is off on this service: fine-tuning measured less accurate than Regular training "
+            "(docs/models.md). Train with trainingType=Regular, or ask the operator to set OCV_ADVANCED_TRAINING_MAX_MINUTES.",
+        )
     if request.notification_email is not None:
         require_storable_text(request.notification_email, "BadRequestInvalidEmailAddress", "notificationEmailAddress")
         if not _EMAIL.match(request.notification_email):

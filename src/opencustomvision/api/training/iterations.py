@@ -63,7 +63,8 @@ async def train_project(
 
     def start() -> schemas.Iteration:
         project = get_project(session, resource.id, project_id)
-        return present_iteration(iterations.start_training(session, project, training))
+        advanced_enabled = services.settings.advanced_training_max_seconds > 0
+        return present_iteration(iterations.start_training(session, project, training, advanced_enabled=advanced_enabled))
 
     iteration = await run_in_threadpool(start)
     services.worker.notify()
