@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
+from typing import TypeVar
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,8 +14,9 @@ from sqlalchemy.orm import Session
 from opencustomvision.domain.predictions import PREDICTION_IMAGE_LIMITS
 from opencustomvision.embeddings import EmbeddingCache
 from opencustomvision.imaging.decode import load_rgb
-from opencustomvision.jobs.training import load_classifier
+from opencustomvision.jobs.training import load_classifier, load_detector
 from opencustomvision.ml.backbone import Backbone
+from opencustomvision.ml.detection import DetectionModel
 from opencustomvision.ml.evaluation import ranked_predictions
 from opencustomvision.ml.heads import TagClassifier
 from opencustomvision.ml.preprocess import preprocess_batch, resized_short_side
@@ -26,30 +29,57 @@ class LoadedModel:
     backbone: Backbone
 
 
+@dataclass(frozen=True)
+class LoadedDetector:
+    model: DetectionModel
+    tag_ids: list[str]
+
+
+T = TypeVar("T", LoadedModel, LoadedDetector)
+# The detector looks at the whole image at 320 px: a JPEG is decoded at a reduced scale down to this.
+DETECTION_DECODE_SIDE = 640
+
+
 class Predictor:
     def __init__(self, blobs: BlobStore, backbones: BackboneRegistry, *, capacity: int = 16) -> None:
         self._blobs = blobs
         self._backbones = backbones
         self._capacity = capacity
-        self._models: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._models: OrderedDict[str, LoadedModel | LoadedDetector] = OrderedDict()
         self._lock = threading.Lock()
 
-    def _model(self, model_key: str) -> LoadedModel:
+    def _cached(self, model_key: str, load: Callable[[bytes], T]) -> T:
         with self._lock:
             if model_key in self._models:
                 self._models.move_to_end(model_key)
-                return self._models[model_key]
-        stored = load_classifier(self._blobs.get(model_key))
-        if stored.fine_tuned_onnx is None:
-            backbone = self._backbones.get(stored.backbone)
-        else:
-            backbone = self._backbones.fine_tuned(stored.base_backbone, stored.fine_tuned_onnx, stored.backbone)
-        model = LoadedModel(stored.head, backbone)
+                return self._models[model_key]  # type: ignore[return-value]
+        model = load(self._blobs.get(model_key))
         with self._lock:
             self._models[model_key] = model
             while len(self._models) > self._capacity:
                 self._models.popitem(last=False)
         return model
+
+    def _model(self, model_key: str) -> LoadedModel:
+        return self._cached(model_key, self._load_classifier)
+
+    def _load_classifier(self, blob: bytes) -> LoadedModel:
+        stored = load_classifier(blob)
+        if stored.fine_tuned_onnx is None:
+            backbone = self._backbones.get(stored.backbone)
+        else:
+            backbone = self._backbones.fine_tuned(stored.base_backbone, stored.fine_tuned_onnx, stored.backbone)
+        return LoadedModel(stored.head, backbone)
+
+    def _load_detector(self, blob: bytes) -> LoadedDetector:
+        stored = load_detector(blob)
+        return LoadedDetector(DetectionModel.from_bytes(stored.model, self._backbones.cache_dir), stored.tag_ids)
+
+    def detect(self, model_key: str, image_bytes: bytes) -> list[tuple[str, float, tuple[float, float, float, float]]]:
+        """(tag id, probability, (left, top, width, height)) of each object found, most probable first."""
+        detector = self._cached(model_key, self._load_detector)
+        picture = load_rgb(image_bytes, PREDICTION_IMAGE_LIMITS, min_short_side=DETECTION_DECODE_SIDE)
+        return [(detector.tag_ids[found.tag], found.probability, found.box) for found in detector.model.predict(picture)]
 
     def classify(self, model_key: str, image_bytes: bytes) -> list[tuple[str, float]]:
         """(tag id, probability) for every tag of the model, most probable first."""

@@ -1,4 +1,4 @@
-"""The Prediction API: /customvision/{v3.0,v3.1}/prediction/{projectId}/classify/iterations/{name}/{image|url}[/nostore]."""
+"""The Prediction API: /customvision/{v3.0,v3.1}/prediction/{projectId}/{classify|detect}/iterations/{name}/{image|url}[/nostore]."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from opencustomvision.api.deps import ServicesDep, SessionDep, get_session, reso
 from opencustomvision.api.negotiation import read_body, render
 from opencustomvision.api.presenters import present_prediction
 from opencustomvision.api.uploads import uploaded_images
+from opencustomvision.domain.catalog import is_detection
 from opencustomvision.domain.errors import DomainError
 from opencustomvision.domain.iterations import published_iteration
 from opencustomvision.domain.predictions import predict
@@ -34,9 +35,14 @@ def get_prediction_resource(request: Request, session: Annotated[Session, Depend
 PredictionResource = Annotated[Resource, Depends(get_prediction_resource)]
 
 
-def _classify(request: Request, session: Session, services: ServicesDep, resource: Resource, project_id: uuid.UUID,
-              published_name: str, image: bytes | str, application: str | None) -> schemas.ImagePrediction:
+def _predict(request: Request, session: Session, services: ServicesDep, resource: Resource, project_id: uuid.UUID,
+             published_name: str, image: bytes | str, application: str | None) -> schemas.ImagePrediction:
     iteration = published_iteration(session, resource, project_id, published_name)
+    detecting = "/detect/" in request.url.path
+    if detecting != is_detection(iteration.domain_id):
+        kind = "an object detection" if is_detection(iteration.domain_id) else "a classification"
+        raise DomainError("BadRequestOperationNotSupported",
+                          f"'{published_name}' is {kind} model: call {'detect' if not detecting else 'classify'} instead.")
     if isinstance(image, str):
         try:
             image = fetch_bytes(image, services.fetch_policy)
@@ -52,27 +58,23 @@ def _classify(request: Request, session: Session, services: ServicesDep, resourc
 
 @router.post("/{project_id}/classify/iterations/{published_name}/image")
 @router.post("/{project_id}/classify/iterations/{published_name}/image/nostore")
-async def classify_image(request: Request, project_id: uuid.UUID, published_name: str, session: SessionDep,
+@router.post("/{project_id}/detect/iterations/{published_name}/image")
+@router.post("/{project_id}/detect/iterations/{published_name}/image/nostore")
+async def predict_image(request: Request, project_id: uuid.UUID, published_name: str, session: SessionDep,
                          services: ServicesDep, resource: PredictionResource, application: str | None = None) -> Response:
     uploads = await uploaded_images(request)
     if len(uploads) != 1:
         raise DomainError("BadRequestImageStream", "Send exactly one image, as imageData or as the request body.")
-    return render(request, await run_in_threadpool(_classify, request, session, services, resource, project_id,
+    return render(request, await run_in_threadpool(_predict, request, session, services, resource, project_id,
                                                    published_name, uploads[0], application))
 
 
 @router.post("/{project_id}/classify/iterations/{published_name}/url")
 @router.post("/{project_id}/classify/iterations/{published_name}/url/nostore")
-async def classify_image_url(request: Request, project_id: uuid.UUID, published_name: str, session: SessionDep,
+@router.post("/{project_id}/detect/iterations/{published_name}/url")
+@router.post("/{project_id}/detect/iterations/{published_name}/url/nostore")
+async def predict_image_url(request: Request, project_id: uuid.UUID, published_name: str, session: SessionDep,
                              services: ServicesDep, resource: PredictionResource, application: str | None = None) -> Response:
     body = await read_body(request, schemas.ImageUrl)
-    return render(request, await run_in_threadpool(_classify, request, session, services, resource, project_id,
+    return render(request, await run_in_threadpool(_predict, request, session, services, resource, project_id,
                                                    published_name, body.url, application))
-
-
-def _detection_pending(_: PredictionResource) -> None:
-    raise DomainError("BadRequestNotSupported", "Object detection predictions are not available in this version of OpenCustomVision yet.")
-
-
-for _suffix in ("image", "image/nostore", "url", "url/nostore"):
-    router.add_api_route(f"/{{project_id}}/detect/iterations/{{published_name}}/{_suffix}", _detection_pending, methods=["POST"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from uuid import UUID
 
 from opencustomvision.api import schemas
@@ -84,19 +85,25 @@ def present_create_summary(outcomes: list[ImageCreateOutcome], links: BlobLinks)
     )
 
 
-def present_predictions(ranked: list[tuple[str, float]], tags: dict[str, models.Tag], *, with_type: bool = True) -> list[schemas.Prediction]:
-    """Tags deleted since the model was trained are left out: a client could not look them up."""
+def present_predictions(ranked: list[tuple[str, float]], tags: dict[str, models.Tag], *, with_type: bool = True,
+                        boxes: Sequence[Sequence[float]] | None = None) -> list[schemas.Prediction]:
+    """Tags deleted since the model was trained are left out: a client could not look them up.
+
+    ``boxes``: for object detection, the (left, top, width, height) of each ranked prediction."""
+    shown_boxes: Sequence[Sequence[float] | None] = boxes if boxes is not None else [None] * len(ranked)
     return [
         schemas.Prediction(probability=probability, tag_id=UUID(tag_id), tag_name=tags[tag_id].name,
+                           bounding_box=None if box is None else schemas.BoundingBox(left=box[0], top=box[1], width=box[2], height=box[3]),
                            tag_type=tags[tag_id].type if with_type else None)  # type: ignore[arg-type]
-        for tag_id, probability in ranked
+        for (tag_id, probability), box in zip(ranked, shown_boxes)
         if tag_id in tags
     ]
 
 
 def present_prediction(outcome: PredictionOutcome, tags: dict[str, models.Tag], *, with_type: bool = True) -> schemas.ImagePrediction:
     return schemas.ImagePrediction(id=UUID(outcome.id), project=UUID(outcome.project_id), iteration=UUID(outcome.iteration_id),
-                                   created=outcome.created, predictions=present_predictions(outcome.ranked, tags, with_type=with_type))
+                                   created=outcome.created,
+                                   predictions=present_predictions(outcome.ranked, tags, with_type=with_type, boxes=outcome.boxes))
 
 
 def present_stored_prediction(stored: models.StoredPrediction, tags: dict[str, models.Tag], links: BlobLinks) -> schemas.StoredImagePrediction:
@@ -104,5 +111,7 @@ def present_stored_prediction(stored: models.StoredPrediction, tags: dict[str, m
         resized_image_uri=links.url(stored.resized_key), thumbnail_uri=links.url(stored.thumbnail_key),
         original_image_uri=links.url(stored.original_key), domain=UUID(stored.domain_id), id=UUID(stored.id),
         project=UUID(stored.project_id), iteration=UUID(stored.iteration_id) if stored.iteration_id else None,
-        created=stored.created, predictions=present_predictions([(t, p) for t, p in stored.results], tags),
+        created=stored.created,
+        predictions=present_predictions([(row[0], row[1]) for row in stored.results], tags,
+                                        boxes=[row[2:] for row in stored.results] if any(len(row) > 2 for row in stored.results) else None),
     )

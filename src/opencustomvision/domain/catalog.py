@@ -56,3 +56,11 @@ ACCURATE_BACKBONE = "efficientnet-lite2"
 def backbone_for(domain_id: str) -> str:
     domain = find_domain(domain_id)
     return COMPACT_BACKBONE if domain is not None and domain.exportable else ACCURATE_BACKBONE
+
+
+DETECTION_BACKBONE = "efficientnet-lite0"  # docs/detection.md: one measured setup for every detection domain
+
+
+def is_detection(domain_id: str) -> bool:
+    domain = find_domain(domain_id)
+    return domain is not None and domain.type == OBJECT_DETECTION

@@ -13,10 +13,10 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from opencustomvision.domain import limits
-from opencustomvision.domain.catalog import CLASSIFICATION, find_domain
+from opencustomvision.domain.catalog import OBJECT_DETECTION, find_domain
 from opencustomvision.domain.errors import DomainError, not_found
 from opencustomvision.domain.naming import require_storable_text
-from opencustomvision.storage.models import Image, ImageEmbedding, Iteration, IterationImage, Project, Resource, Tag, utcnow
+from opencustomvision.storage.models import Image, ImageEmbedding, ImageTag, Iteration, IterationImage, Project, Resource, Tag, utcnow
 
 TRAINING, COMPLETED, FAILED = "Training", "Completed", "Failed"
 TRAINING_TYPES = ("Regular", "Advanced")
@@ -33,12 +33,16 @@ class TrainingRequest:
     selected_tag_ids: list[str] | None = None
 
 
+Box = tuple[str, float, float, float, float]  # (tag id, left, top, width, height), normalised
+
+
 @dataclass(frozen=True)
 class TrainingExample:
-    """One image of a training snapshot and the tags it carried."""
+    """One image of a training snapshot: the tags it carried and, for object detection, its regions."""
 
     image_id: str
     tag_ids: tuple[str, ...]
+    regions: tuple[Box, ...] = ()
 
 
 def list_iterations(session: Session, project: Project) -> list[Iteration]:
@@ -64,15 +68,39 @@ def _training_tags(session: Session, project: Project, selected: list[str] | Non
     return [tag for tag in tags if tag.id in wanted or tag.type == "Negative"]
 
 
-def training_snapshot(session: Session, project: Project, tags: list[Tag]) -> list[TrainingExample]:
+def training_snapshot(session: Session, project: Project, tags: list[Tag], *, detection: bool = False) -> list[TrainingExample]:
+    """The images a training learns from. Detection learns from regions: an image without one is left out."""
     tag_ids = {tag.id for tag in tags}
     images = session.scalars(select(Image).where(Image.project_id == project.id).order_by(Image.created, Image.id))
     snapshot = []
     for image in images:
+        if detection:
+            regions = tuple(sorted((r.tag_id, r.left, r.top, r.width, r.height) for r in image.regions if r.tag_id in tag_ids))
+            if regions:
+                snapshot.append(TrainingExample(image.id, tuple(sorted({r[0] for r in regions})), regions))
+            continue
         carried = tuple(sorted(image_tag.tag_id for image_tag in image.tags if image_tag.tag_id in tag_ids))
         if carried:
             snapshot.append(TrainingExample(image.id, carried))
     return snapshot
+
+
+def _validate_detection(session: Session, tags: list[Tag], snapshot: list[TrainingExample]) -> None:
+    negative = [tag for tag in tags if tag.type == "Negative"]
+    if negative and session.scalar(select(func.count()).select_from(ImageTag).where(ImageTag.tag_id.in_([t.id for t in negative]))):
+        raise DomainError("BadRequestDetectionTrainingNotAllowNegativeTag",
+                          "Object detection cannot train with a Negative tag: remove it from its images or delete it.")
+    regular = [tag for tag in tags if tag.type != "Negative"]
+    if not snapshot or not regular:
+        raise DomainError("BadRequestDetectionTrainingValidationFailed",
+                          "Object detection learns from regions: tag objects in your images with regions first.")
+    counts = Counter(tag_id for example in snapshot for tag_id in example.tag_ids)
+    short = [f"'{tag.name}' ({counts[tag.id]})" for tag in regular if counts[tag.id] < limits.MIN_IMAGES_PER_DETECTION_TAG]
+    if short:
+        raise DomainError(
+            "BadRequestDetectionTrainingValidationFailed",
+            f"Each tag needs regions in at least {limits.MIN_IMAGES_PER_DETECTION_TAG} images; too few for {', '.join(short)}.",
+        )
 
 
 def _validate_classification(project: Project, tags: list[Tag], snapshot: list[TrainingExample]) -> None:
@@ -122,7 +150,7 @@ def fingerprint(project: Project, snapshot: list[TrainingExample], training_type
         "training_type": training_type,
         "domain": project.domain_id,
         "classification": project.classification_type,
-        "examples": [[example.image_id, list(example.tag_ids)] for example in snapshot],
+        "examples": [[example.image_id, list(example.tag_ids), [list(r) for r in example.regions]] for example in snapshot],
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
@@ -133,10 +161,12 @@ def start_training(session: Session, project: Project, request: TrainingRequest,
     ``advanced_enabled``: whether this service runs trainingType=Advanced (an operator's choice).
     """
     domain = find_domain(project.domain_id)
-    if domain is None or domain.type != CLASSIFICATION:
-        raise DomainError("BadRequestNotSupported", "Training object detection projects is not available yet.")
+    detection = domain is not None and domain.type == OBJECT_DETECTION
     if request.training_type not in TRAINING_TYPES:
         raise DomainError("BadRequest", f"trainingType must be one of {TRAINING_TYPES}.")
+    if request.training_type == "Advanced" and detection:
+        raise DomainError("BadRequestDomainNotSupportedForAdvancedTraining",
+                          "Advanced training of object detectors is not available; train with trainingType=Regular.")
     if request.training_type == "Advanced" and not advanced_enabled:
         raise DomainError(
             "BadRequestNotSupported",
@@ -157,8 +187,11 @@ def start_training(session: Session, project: Project, request: TrainingRequest,
         )
 
     tags = _training_tags(session, project, request.selected_tag_ids)
-    snapshot = training_snapshot(session, project, tags)
-    _validate_classification(project, tags, snapshot)
+    snapshot = training_snapshot(session, project, tags, detection=detection)
+    if detection:
+        _validate_detection(session, tags, snapshot)
+    else:
+        _validate_classification(project, tags, snapshot)
     key = fingerprint(project, snapshot, request.training_type)
     last = next((it for it in reversed(iterations) if it.status == COMPLETED), None)
     if last is not None and last.training_fingerprint == key and not request.force_train:
@@ -183,7 +216,9 @@ def start_training(session: Session, project: Project, request: TrainingRequest,
     session.add(iteration)
     session.flush()
     session.add_all(
-        IterationImage(iteration_id=iteration.id, image_id=example.image_id, tag_ids=list(example.tag_ids)) for example in snapshot
+        IterationImage(iteration_id=iteration.id, image_id=example.image_id, tag_ids=list(example.tag_ids),
+                       regions=[list(region) for region in example.regions] if detection else None)
+        for example in snapshot
     )
     session.commit()
     return iteration

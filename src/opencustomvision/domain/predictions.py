@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from opencustomvision.domain import limits
+from opencustomvision.domain.catalog import is_detection
 from opencustomvision.domain.errors import DomainError
 from opencustomvision.domain.images import ImageCreateOutcome, ImageInput, check_ids, create_images
 from opencustomvision.domain.iterations import COMPLETED, get_iteration
@@ -28,8 +29,13 @@ MAX_QUERY_RESULTS = 256
 _APPLICATION_NAME_LENGTH = 64
 
 
+Box = tuple[float, float, float, float]  # left, top, width, height, normalised to the image
+
+
 class Classifier(Protocol):
     def classify(self, model_key: str, image_bytes: bytes) -> list[tuple[str, float]]: ...
+
+    def detect(self, model_key: str, image_bytes: bytes) -> list[tuple[str, float, Box]]: ...
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,7 @@ class PredictionOutcome:
     iteration_id: str
     created: datetime
     ranked: list[tuple[str, float]]
+    boxes: list[Box] | None = None  # object detection: the box of each ranked prediction
 
 
 @dataclass(frozen=True)
@@ -111,14 +118,19 @@ def predict(
     application = _check_application(application)
     if iteration.model_key is None:
         raise DomainError("ErrorPredictionModelNotFound", "The iteration has no model.")
+    boxes: list[Box] | None = None
     try:
-        ranked = classifier.classify(iteration.model_key, image_bytes)
+        if is_detection(iteration.domain_id):
+            found = classifier.detect(iteration.model_key, image_bytes)
+            ranked, boxes = [(tag_id, p) for tag_id, p, _ in found], [box for _, _, box in found]
+        else:
+            ranked = classifier.classify(iteration.model_key, image_bytes)
         prepared = prepare_image(image_bytes, PREDICTION_IMAGE_LIMITS) if store else None
     except ImageSizeError as error:
         raise DomainError("BadRequestImageSizeBytes", f"Prediction images are limited to 4 MB: {error}") from error
     except ImageFormatError as error:
         raise DomainError("BadRequestImageFormat", f"The image cannot be read: {error}") from error
-    outcome = PredictionOutcome(str(uuid.uuid4()), iteration.project_id, iteration.id, utcnow(), ranked)
+    outcome = PredictionOutcome(str(uuid.uuid4()), iteration.project_id, iteration.id, utcnow(), ranked, boxes)
     if prepared is None:
         return outcome
     base = f"{project_blob_prefix(iteration.project_id)}/predictions/{outcome.id}"
@@ -128,14 +140,17 @@ def predict(
         id=outcome.id, project_id=iteration.project_id, iteration_id=iteration.id, domain_id=iteration.domain_id,
         created=outcome.created, application=application, width=prepared.width, height=prepared.height,
         original_key=keys[0], resized_key=keys[1], thumbnail_key=keys[2],
-        results=[[tag_id, probability] for tag_id, probability in ranked],
+        results=[[tag_id, probability, *box] for (tag_id, probability), box in zip(ranked, boxes)] if boxes is not None
+        else [[tag_id, probability] for tag_id, probability in ranked],
     ))
     commit_or_discard(session, blobs, keys)
     return outcome
 
 
 def _matches(prediction: StoredPrediction, thresholds: Sequence[TagThreshold]) -> bool:
-    probabilities = {tag_id: probability for tag_id, probability in prediction.results}
+    probabilities: dict[str, float] = {}
+    for tag_id, probability, *_ in prediction.results:  # detection: a tag's best box counts
+        probabilities[tag_id] = max(probability, probabilities.get(tag_id, 0.0))
     return all(t.min_threshold <= probabilities.get(t.tag_id, 0.0) <= t.max_threshold for t in thresholds)
 
 

@@ -10,6 +10,7 @@ from sqlalchemy import exists, not_, select
 from sqlalchemy.orm import Session
 
 from opencustomvision.domain import limits
+from opencustomvision.domain.catalog import is_detection
 from opencustomvision.domain.errors import DomainError
 from opencustomvision.domain.images import check_ids
 from opencustomvision.domain.iterations import COMPLETED
@@ -37,6 +38,8 @@ class Suggestion:
 def _trained(iteration: Iteration) -> str:
     if iteration.status != COMPLETED or iteration.model_key is None:
         raise DomainError("BadRequestIterationIsNotTrained", f"Iteration {iteration.id} has not completed training.")
+    if is_detection(iteration.domain_id):
+        raise DomainError("BadRequestNotSupported", "The smart labeler does not suggest regions for object detection projects yet.")
     return iteration.model_key
 
 

@@ -22,10 +22,7 @@ WORKDIR``, see ``run_in_child``), so torch and its memory never stay in the serv
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -39,13 +36,13 @@ from opencustomvision.imaging.decode import load_rgb
 from opencustomvision.ml.backbone import (
     INPUT_NAME,
     OUTPUT_NAMES,
-    BackboneError,
     backbone_metadata,
     build_torch_model,
     default_threads,
     export_module,
     get_spec,
 )
+from opencustomvision.ml.child import exit_with_parent, run_module
 from opencustomvision.ml.evaluation import evaluation_folds
 from opencustomvision.ml.heads import Mode, TagClassifier
 from opencustomvision.ml.preprocess import INPUT_MEAN, INPUT_STD, preprocess_batch, resized_short_side
@@ -297,36 +294,13 @@ def cross_validated_fine_tune(
 
 def run_in_child(workdir: Path, *, timeout_seconds: float) -> dict[str, object]:
     """Run ``main(workdir)`` in a child Python process; its report, or BackboneError saying why not."""
-    command = [sys.executable, "-m", "opencustomvision.ml.finetune", str(workdir)]
-    # glibc hands every large tensor back to the kernel and maps it again on the next step; keeping
-    # that memory in the heap cut the system time of a training step ~7x (measured on lite2).
-    environment = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_seconds, check=False, env=environment)
-    except subprocess.TimeoutExpired as error:
-        raise BackboneError(f"fine-tuning ran past {timeout_seconds:.0f} s and was stopped") from error
-    report = Path(workdir) / "report.json"
-    if result.returncode != 0 or not report.is_file():
-        raise BackboneError(f"fine-tuning failed (exit {result.returncode}): {result.stderr[-2000:]}")
-    return json.loads(report.read_text())
-
-
-def _exit_with_parent() -> None:
-    """End this process when the server that started it is gone: nobody would read the result."""
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+    return run_module("opencustomvision.ml.finetune", workdir, timeout_seconds=timeout_seconds, what="fine-tuning")
 
 
 def main(workdir: Path) -> None:
     import torch
 
-    _exit_with_parent()
+    exit_with_parent()
 
     torch.set_num_threads(default_threads())
     request = json.loads((workdir / "request.json").read_text())

@@ -228,6 +228,10 @@ class IterationImage(Base):
     tag_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
     predictions: Mapped[dict[str, float] | None] = mapped_column(JSON)
     fold: Mapped[int | None] = mapped_column(Integer)
+    # Object detection: [[tag_id, left, top, width, height], ...] trained on, and for a held-out image what
+    # the model trained without it found: [[tag_id, probability, left, top, width, height], ...].
+    regions: Mapped[list[list[str | float]] | None] = mapped_column(JSON)
+    detections: Mapped[list[list[str | float]] | None] = mapped_column(JSON)
 
 
 class ImageEmbedding(Base):

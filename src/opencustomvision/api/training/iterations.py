@@ -139,7 +139,7 @@ def get_iteration_performance(
 ) -> Response:
     project = get_project(session, resource.id, project_id)
     iteration = iterations.get_iteration(session, project, iteration_id)
-    report = iteration_performance(session, iteration, threshold)
+    report = iteration_performance(session, iteration, threshold, overlap_threshold)
     return render(request, schemas.IterationPerformance(
         per_tag_performance=[
             schemas.TagPerformance(id=uuid.UUID(tag.tag_id), name=tag.name, precision=tag.precision,
@@ -167,7 +167,9 @@ def get_image_performances(
     for image, predictions in found:
         shown = present_image(image, links)
         answers.append(schemas.ImagePerformance(
-            predictions=[schemas.Prediction(probability=p, tag_id=uuid.UUID(t), tag_name=name) for t, name, p in predictions],
+            predictions=[schemas.Prediction(probability=p, tag_id=uuid.UUID(t), tag_name=name,
+                                            bounding_box=None if box is None else schemas.BoundingBox(left=box[0], top=box[1], width=box[2], height=box[3]))
+                         for t, name, p, box in predictions],
             id=shown.id, created=shown.created, width=shown.width, height=shown.height,
             image_uri=shown.resized_image_uri, thumbnail_uri=shown.thumbnail_uri, tags=shown.tags, regions=shown.regions,
         ))

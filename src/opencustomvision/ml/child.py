@@ -1,0 +1,48 @@
+"""Running torch work in a child Python process, so torch and its memory never stay in the server.
+
+The parent writes a work directory, runs ``python -m <module> WORKDIR`` and reads back what the child
+wrote there, ending with ``report.json``. The child calls ``exit_with_parent`` first: if the server
+that started it dies, nobody would read the result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from opencustomvision.ml.backbone import BackboneError
+
+__all__ = ["exit_with_parent", "run_module"]
+
+
+def run_module(module: str, workdir: Path, *, timeout_seconds: float, what: str) -> dict[str, object]:
+    """Run ``python -m module workdir``; its ``report.json``, or BackboneError saying why not."""
+    command = [sys.executable, "-m", module, str(workdir)]
+    # glibc hands every large tensor back to the kernel and maps it again on the next step; keeping
+    # that memory in the heap cut the system time of a training step ~7x (measured on lite2).
+    environment = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_seconds, check=False, env=environment)
+    except subprocess.TimeoutExpired as error:
+        raise BackboneError(f"{what} ran past {timeout_seconds:.0f} s and was stopped") from error
+    report = Path(workdir) / "report.json"
+    if result.returncode != 0 or not report.is_file():
+        raise BackboneError(f"{what} failed (exit {result.returncode}): {result.stderr[-2000:]}")
+    return json.loads(report.read_text())
+
+
+def exit_with_parent() -> None:
+    """End this process when its parent is gone."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
