@@ -27,8 +27,11 @@ OPERATIONS = (
     # Predictions made from the Training API, and the stored ones.
     "QuickTestImage", "QuickTestImageUrl", "QueryPredictions", "DeletePrediction", "CreateImagesFromPredictions",
 )
-# Prediction v3.1: classification only (detection answers BadRequestNotSupported until it is implemented).
-PREDICTION_OPERATIONS = ("ClassifyImage", "ClassifyImageWithNoStore", "ClassifyImageUrl", "ClassifyImageUrlWithNoStore")
+# Prediction v3.1: classification and object detection.
+PREDICTION_OPERATIONS = (
+    "ClassifyImage", "ClassifyImageWithNoStore", "ClassifyImageUrl", "ClassifyImageUrlWithNoStore",
+    "DetectImage", "DetectImageWithNoStore", "DetectImageUrl", "DetectImageUrlWithNoStore",
+)
 _METHODS = {"get", "put", "post", "delete", "options", "head", "patch"}
 
 

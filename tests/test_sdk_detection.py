@@ -83,6 +83,10 @@ def test_detect_finds_the_fork_with_a_tight_box(detection, live_server: LiveServ
                             for p in results.predictions])
     assert np.all(corners >= 0) and np.all(corners <= 1)
 
+    with open(base / "Images" / "test" / "test_image.jpg", "rb") as image:
+        quick = trainer.quick_test_image(project.id, image.read(), iteration_id=iteration.id, store=False)
+    assert quick.predictions[0].tag_name == "fork" and quick.predictions[0].bounding_box is not None
+
     # The stored prediction keeps its boxes; a classification call on a detector is refused.
     stored = trainer.query_predictions(project.id, PredictionQueryToken(max_count=5))
     assert stored.results and stored.results[0].predictions[0].bounding_box is not None
