@@ -654,3 +654,45 @@ def test_urls_to_loopback_are_not_fetched(pair_model, lab: Lab, live_server: Liv
     finally:
         server.shutdown()
         server.server_close()
+
+
+# ------------------------------------------------------------------------------------------------ object detection validation
+
+OBJECT_DETECTION_GENERAL = "da2e3a8a-40a5-4171-82f4-58522f70fbc1"
+
+
+def _detection_project(api: Api, boxed_per_tag: int) -> tuple[str, list[str]]:
+    """Two tags, each boxed in ``boxed_per_tag`` images (one region per image)."""
+    project_id = str(api.ok(api.http.post("/projects", params={"name": f"od-{uuid.uuid4().hex[:10]}", "domainId": OBJECT_DETECTION_GENERAL}))["id"])
+    tags = [api.tag(project_id, "fork"), api.tag(project_id, "scissors")]
+    for tag_id, colour in zip(tags, (RED, BLUE)):
+        image_ids = api.images(project_id, [], boxed_per_tag, colour)
+        regions = [{"imageId": image_id, "tagId": tag_id, "left": 0.2, "top": 0.2, "width": 0.5, "height": 0.5} for image_id in image_ids]
+        api.ok(api.http.post(f"/projects/{project_id}/images/regions", json={"regions": regions}))
+    return project_id, tags
+
+
+def test_detection_training_needs_regions_fifteen_images_a_tag_and_no_negative_tag(live_server: LiveServer) -> None:
+    api = Api(live_server)
+    trainer = trainer_for(live_server)
+
+    # Tagged images without a single region teach a detector nothing.
+    project_id = str(api.ok(api.http.post("/projects", params={"name": f"od-{uuid.uuid4().hex[:10]}", "domainId": OBJECT_DETECTION_GENERAL}))["id"])
+    tag_id = api.tag(project_id, "fork")
+    api.images(project_id, [tag_id], 15, RED)
+    assert sdk_error(lambda: trainer.train_project(project_id)) == ("BadRequestDetectionTrainingValidationFailed", 400)
+    _no_iterations(api, project_id)
+
+    # Fourteen boxed images of a tag are one too few.
+    project_id, _ = _detection_project(api, 14)
+    code, status = sdk_error(lambda: trainer.train_project(project_id))
+    assert (code, status) == ("BadRequestDetectionTrainingValidationFailed", 400)
+    _no_iterations(api, project_id)
+
+    # Enough regions, but a Negative tag on an image: refused with its own code.
+    project_id, _ = _detection_project(api, 15)
+    negative = api.tag(project_id, "nothing", tag_type="Negative")
+    api.images(project_id, [negative], 1, (128, 128, 128))
+    assert sdk_error(lambda: trainer.train_project(project_id)) == ("BadRequestDetectionTrainingNotAllowNegativeTag", 400)
+    assert sdk_error(lambda: trainer.train_project(project_id, training_type="Advanced"))[0] == "BadRequestDomainNotSupportedForAdvancedTraining"
+    _no_iterations(api, project_id)
