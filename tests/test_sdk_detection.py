@@ -104,3 +104,18 @@ def test_performance_is_measured_on_held_out_images(detection) -> None:  # type:
     # A fifth of the images, kept out of the detector that judged them.
     assert 1 <= len(evaluated) == trainer.get_image_performance_count(project.id, iteration.id) < total
     assert all(p.bounding_box is not None for image in evaluated for p in image.predictions)
+
+
+def test_smart_labeler_suggests_regions_for_untagged_images(detection) -> None:  # type: ignore[no-untyped-def]
+    trainer, project, iteration, tags, base = detection
+    untagged = trainer.create_images_from_files(project.id, ImageFileCreateBatch(images=[
+        ImageFileCreateEntry(name="untagged.jpg", contents=(base / "Images" / "test" / "test_image.jpg").read_bytes())]))
+    image_id = untagged.images[0].image.id
+    suggested = trainer.suggest_tags_and_regions(project.id, iteration.id, image_ids=[image_id])
+    assert [s.id for s in suggested] == [image_id]
+    top = suggested[0].predictions[0]
+    assert top.tag_name == "fork" and top.bounding_box is not None
+    box = (top.bounding_box.left, top.bounding_box.top, top.bounding_box.width, top.bounding_box.height)
+    assert pairwise_iou(ltwh_to_xyxy([box]), ltwh_to_xyxy([TEST_FORK]))[0, 0] > 0.5
+    counts = trainer.query_suggested_image_count(project.id, iteration.id, tag_ids=[tags["fork"].id], threshold=0.4)
+    assert counts[tags["fork"].id] >= 1

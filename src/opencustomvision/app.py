@@ -83,7 +83,7 @@ def build_services(settings: Settings) -> Services:
         signer=BlobLinkSigner(bytes.fromhex(secret), settings.signed_url_ttl_seconds),
         fetch_policy=FetchPolicy(allowed_hosts=settings.url_allowlist),
         predictor=predictor,
-        scorer=StoredImageScorer(predictor, embeddings),
+        scorer=StoredImageScorer(predictor, embeddings, blobs),
         worker=InProcessWorker(sessions, TrainingJob(
             sessions, blobs, backbones, embeddings, TrainingNotifier(settings.smtp),
             advanced_max_seconds=settings.advanced_training_max_seconds,

@@ -9,6 +9,7 @@ from typing import TypeVar
 from dataclasses import dataclass
 
 import numpy as np
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from opencustomvision.domain.predictions import PREDICTION_IMAGE_LIMITS
@@ -22,6 +23,7 @@ from opencustomvision.ml.heads import TagClassifier
 from opencustomvision.ml.preprocess import preprocess_batch, resized_short_side
 from opencustomvision.ml.registry import BackboneRegistry
 from opencustomvision.storage.blobs import BlobStore
+from opencustomvision.storage.models import Image
 
 @dataclass(frozen=True)
 class LoadedModel:
@@ -101,9 +103,15 @@ class Predictor:
 class StoredImageScorer:
     """Scores images already in a project with an iteration's model, reusing cached embeddings."""
 
-    def __init__(self, predictor: Predictor, embeddings: EmbeddingCache) -> None:
+    def __init__(self, predictor: Predictor, embeddings: EmbeddingCache, blobs: BlobStore) -> None:
         self._predictor = predictor
         self._embeddings = embeddings
+        self._blobs = blobs
+
+    def detect(self, session: Session, model_key: str, image_ids: list[str]) -> list[list[tuple[str, float, tuple[float, float, float, float]]]]:
+        """For each stored image, the objects an iteration's detector finds in its resized copy."""
+        images = {image.id: image for image in session.scalars(select(Image).where(Image.id.in_(image_ids)))}
+        return [self._predictor.detect(model_key, self._blobs.get(images[image_id].resized_key)) for image_id in image_ids]
 
     def rank(self, session: Session, model_key: str, image_ids: list[str]) -> list[list[tuple[str, float]]]:
         if not image_ids:

@@ -1,4 +1,4 @@
-"""The smart labeler: a trained iteration suggests tags for a project's untagged images."""
+"""The smart labeler: a trained iteration suggests tags (and, for object detection, regions) for untagged images."""
 
 from __future__ import annotations
 
@@ -20,14 +20,20 @@ from opencustomvision.storage.models import Image, ImageTag, Iteration, Project
 MAX_SUGGESTIONS = 256
 
 
+Box = tuple[float, float, float, float]  # left, top, width, height, normalised
+
+
 class ImageScorer(Protocol):
     def rank(self, session: Session, model_key: str, image_ids: list[str]) -> list[list[tuple[str, float]]]: ...
+
+    def detect(self, session: Session, model_key: str, image_ids: list[str]) -> list[list[tuple[str, float, Box]]]: ...
 
 
 @dataclass(frozen=True)
 class Suggestion:
     image: Image
     ranked: list[tuple[str, float]]
+    boxes: list[Box] | None = None  # object detection: the suggested region of each ranked prediction
 
     @property
     def uncertainty(self) -> float:
@@ -38,8 +44,6 @@ class Suggestion:
 def _trained(iteration: Iteration) -> str:
     if iteration.status != COMPLETED or iteration.model_key is None:
         raise DomainError("BadRequestIterationIsNotTrained", f"Iteration {iteration.id} has not completed training.")
-    if is_detection(iteration.domain_id):
-        raise DomainError("BadRequestNotSupported", "The smart labeler does not suggest regions for object detection projects yet.")
     return iteration.model_key
 
 
@@ -52,7 +56,12 @@ def _untagged(session: Session, project: Project, image_ids: Sequence[str] | Non
 
 def suggest(session: Session, scorer: ImageScorer, project: Project, iteration: Iteration,
             images: list[Image]) -> list[Suggestion]:
-    ranked = scorer.rank(session, _trained(iteration), [image.id for image in images])
+    model_key, image_ids = _trained(iteration), [image.id for image in images]
+    if is_detection(iteration.domain_id):
+        found = scorer.detect(session, model_key, image_ids)
+        return [Suggestion(image, [(tag_id, p) for tag_id, p, _ in regions], [box for _, _, box in regions])
+                for image, regions in zip(images, found)]
+    ranked = scorer.rank(session, model_key, image_ids)
     return [Suggestion(image, predictions) for image, predictions in zip(images, ranked)]
 
 
@@ -89,4 +98,4 @@ def count_suggested(session: Session, scorer: ImageScorer, project: Project, ite
                     tag_ids: Sequence[str], threshold: float) -> dict[str, int]:
     suggestions = suggest(session, scorer, project, iteration, _untagged(session, project))
     wanted = list(tag_ids) or sorted({tag_id for s in suggestions for tag_id, _ in s.ranked})
-    return {tag_id: sum(1 for s in suggestions if dict(s.ranked).get(tag_id, 0.0) >= threshold) for tag_id in wanted}
+    return {tag_id: sum(1 for s in suggestions if any(t == tag_id and p >= threshold for t, p in s.ranked)) for tag_id in wanted}

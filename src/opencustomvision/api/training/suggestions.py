@@ -25,7 +25,7 @@ RequiredIterationId = Annotated[uuid.UUID, Query(alias="iterationId")]
 def _suggested(suggestion: suggestions.Suggestion, iteration: Iteration, tags: dict) -> schemas.SuggestedTagAndRegion:  # type: ignore[type-arg]
     return schemas.SuggestedTagAndRegion(
         id=uuid.UUID(suggestion.image.id), project=uuid.UUID(iteration.project_id), iteration=uuid.UUID(iteration.id),
-        created=utcnow(), predictions=present_predictions(suggestion.ranked, tags), prediction_uncertainty=suggestion.uncertainty,
+        created=utcnow(), predictions=present_predictions(suggestion.ranked, tags, boxes=suggestion.boxes), prediction_uncertainty=suggestion.uncertainty,
     )
 
 
