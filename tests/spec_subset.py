@@ -20,6 +20,7 @@ OPERATIONS = (
     "GetUntaggedImages", "GetUntaggedImageCount",
     "CreateImagesFromData", "CreateImagesFromFiles", "CreateImagesFromUrls", "DeleteImages",
     "CreateImageTags", "DeleteImageTags", "CreateImageRegions", "DeleteImageRegions", "UpdateImageMetadata",
+    "GetImageRegionProposals",
     # Training, iterations and their evaluation.
     "TrainProject", "GetIterations", "GetIteration", "UpdateIteration", "DeleteIteration",
     "PublishIteration", "UnpublishIteration",

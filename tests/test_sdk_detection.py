@@ -119,3 +119,23 @@ def test_smart_labeler_suggests_regions_for_untagged_images(detection) -> None: 
     assert pairwise_iou(ltwh_to_xyxy([box]), ltwh_to_xyxy([TEST_FORK]))[0, 0] > 0.5
     counts = trainer.query_suggested_image_count(project.id, iteration.id, tag_ids=[tags["fork"].id], threshold=0.4)
     assert counts[tags["fork"].id] >= 1
+
+
+def test_region_proposals_need_no_trained_iteration(live_server: LiveServer) -> None:
+    base = shared_data("customvision-samples", "ObjectDetection")
+    trainer = CustomVisionTrainingClient(live_server.endpoint, ApiKeyCredentials(in_headers={"Training-key": live_server.default.training_key}))
+    project = trainer.create_project(f"proposals-{uuid.uuid4().hex[:8]}")
+    created = trainer.create_images_from_files(project.id, ImageFileCreateBatch(images=[
+        ImageFileCreateEntry(name="test.jpg", contents=(base / "Images" / "test" / "test_image.jpg").read_bytes())]))
+    image_id = created.images[0].image.id
+
+    found = trainer.get_image_region_proposals(project.id, image_id)
+    assert found.project_id == project.id and found.image_id == image_id
+    confidences = [p.confidence for p in found.proposals]
+    assert 1 <= len(confidences) <= 50 and confidences == sorted(confidences, reverse=True)
+    boxes = [(p.bounding_box.left, p.bounding_box.top, p.bounding_box.width, p.bounding_box.height) for p in found.proposals]
+    corners = ltwh_to_xyxy(boxes)
+    assert np.all(corners >= 0) and np.all(corners <= 1)
+    assert pairwise_iou(ltwh_to_xyxy([TEST_FORK]), corners[:10]).max() >= 0.5  # the fork is among the first ten
+
+    assert error_code(lambda: trainer.get_image_region_proposals(project.id, str(uuid.uuid4()))) == "NotFoundImage"

@@ -17,7 +17,10 @@ from opencustomvision.embeddings import EmbeddingCache
 from opencustomvision.imaging.decode import load_rgb
 from opencustomvision.jobs.training import load_classifier, load_detector
 from opencustomvision.ml.backbone import Backbone
+from opencustomvision.domain.catalog import DETECTION_BACKBONE
 from opencustomvision.ml.detection import DetectionModel
+from opencustomvision.ml.detection.model import shared_feature_extractor
+from opencustomvision.ml.detection.proposals import Proposal, RegionProposer
 from opencustomvision.ml.evaluation import ranked_predictions
 from opencustomvision.ml.heads import TagClassifier
 from opencustomvision.ml.preprocess import preprocess_batch, resized_short_side
@@ -76,6 +79,11 @@ class Predictor:
     def _load_detector(self, blob: bytes) -> LoadedDetector:
         stored = load_detector(blob)
         return LoadedDetector(DetectionModel.from_bytes(stored.model, self._backbones.cache_dir), stored.tag_ids)
+
+    def propose_regions(self, image_bytes: bytes) -> list[Proposal]:
+        """Class-agnostic proposals from the pretrained detection backbone: no trained model needed."""
+        proposer = RegionProposer(shared_feature_extractor(DETECTION_BACKBONE, self._backbones.cache_dir, None))
+        return proposer.propose(load_rgb(image_bytes, PREDICTION_IMAGE_LIMITS, min_short_side=DETECTION_DECODE_SIDE))
 
     def detect(self, model_key: str, image_bytes: bytes) -> list[tuple[str, float, tuple[float, float, float, float]]]:
         """(tag id, probability, (left, top, width, height)) of each object found, most probable first."""

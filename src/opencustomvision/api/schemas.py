@@ -198,6 +198,17 @@ class ImageMetadataBody(RootModel[dict[str, str]]):
     """UpdateImageMetadata's body: the spec gives it no model name, only key-value pairs."""
 
 
+class RegionProposal(CamelModel):
+    confidence: float
+    bounding_box: BoundingBox
+
+
+class ImageRegionProposal(CamelModel):
+    project_id: UUID
+    image_id: UUID
+    proposals: list[RegionProposal]
+
+
 class ImageUrl(CamelModel):
     url: str
 

@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from opencustomvision.domain import limits
-from opencustomvision.domain.errors import DomainError
+from opencustomvision.domain.errors import DomainError, not_found
 from opencustomvision.domain.naming import require_storable_text
 from opencustomvision.domain.metadata_filter import And, Comparison, Expr, MetadataFilterError, parse_metadata_filter
 from opencustomvision.domain.projects import project_blob_prefix
@@ -121,6 +121,13 @@ def _project_images(session: Session, project: Project, image_ids: Iterable[str]
         return {}
     query = select(Image).where(Image.project_id == project.id, Image.id.in_(wanted))
     return {image.id: image for image in session.scalars(query)}
+
+
+def get_image(session: Session, project: Project, image_id: uuid.UUID | str) -> Image:
+    image = _project_images(session, project, [str(image_id).lower()]).get(str(image_id).lower())
+    if image is None:
+        raise not_found("NotFoundImage", "Image", image_id)
+    return image
 
 
 def check_region(region: RegionInput) -> RegionInput:

@@ -263,3 +263,15 @@ async def update_image_metadata(
 
     summary = await run_in_threadpool(update)
     return render(request, summary, status=200 if summary.is_batch_successful else 207)
+
+
+@router.post("/projects/{project_id}/images/{image_id}/regionproposals")
+def get_image_region_proposals(request: Request, project_id: uuid.UUID, image_id: uuid.UUID, session: SessionDep,
+                               services: ServicesDep, resource: TrainingResource) -> Response:
+    project = get_project(session, resource.id, project_id)
+    image = images.get_image(session, project, image_id)
+    proposals = services.predictor.propose_regions(services.blobs.get(image.resized_key))
+    return render(request, schemas.ImageRegionProposal(project_id=uuid.UUID(project.id), image_id=uuid.UUID(image.id), proposals=[
+        schemas.RegionProposal(confidence=p.confidence, bounding_box=schemas.BoundingBox(left=p.box[0], top=p.box[1], width=p.box[2], height=p.box[3]))
+        for p in proposals
+    ]))

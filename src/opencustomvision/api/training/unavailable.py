@@ -15,7 +15,6 @@ PENDING_OPERATIONS: tuple[tuple[str, str, str], ...] = (
     ("GET", "/projects/{project_id}/artifacts", "GetArtifact"),
     ("GET", "/projects/{project_id}/export", "ExportProject"),
     ("POST", "/projects/import", "ImportProject"),
-    ("POST", "/projects/{project_id}/images/{image_id}/regionproposals", "GetImageRegionProposals"),
     ("GET", "/projects/{project_id}/iterations/{iteration_id}/export", "GetExports"),
     ("POST", "/projects/{project_id}/iterations/{iteration_id}/export", "ExportIteration"),
 )
