@@ -1,23 +1,24 @@
-"""Published models, loaded once and kept in an LRU cache, answering predictions."""
+"""Published models (classifiers and detectors), loaded once and kept in an LRU cache, answering predictions;
+and class-agnostic region proposals, which need no trained model."""
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TypeVar
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from opencustomvision.domain.catalog import DETECTION_BACKBONE
 from opencustomvision.domain.predictions import PREDICTION_IMAGE_LIMITS
 from opencustomvision.embeddings import EmbeddingCache
 from opencustomvision.imaging.decode import load_rgb
 from opencustomvision.jobs.training import load_classifier, load_detector
 from opencustomvision.ml.backbone import Backbone
-from opencustomvision.domain.catalog import DETECTION_BACKBONE
 from opencustomvision.ml.detection import DetectionModel
 from opencustomvision.ml.detection.model import shared_feature_extractor
 from opencustomvision.ml.detection.proposals import Proposal, RegionProposer
@@ -27,6 +28,7 @@ from opencustomvision.ml.preprocess import preprocess_batch, resized_short_side
 from opencustomvision.ml.registry import BackboneRegistry
 from opencustomvision.storage.blobs import BlobStore
 from opencustomvision.storage.models import Image
+
 
 @dataclass(frozen=True)
 class LoadedModel:
