@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from opencustomvision.domain.catalog import DETECTION_BACKBONE
+from opencustomvision.domain.images import Box
 from opencustomvision.domain.predictions import PREDICTION_IMAGE_LIMITS
 from opencustomvision.embeddings import EmbeddingCache
 from opencustomvision.imaging.decode import load_rgb
@@ -87,7 +88,7 @@ class Predictor:
         proposer = RegionProposer(shared_feature_extractor(DETECTION_BACKBONE, self._backbones.cache_dir, None))
         return proposer.propose(load_rgb(image_bytes, PREDICTION_IMAGE_LIMITS, min_short_side=DETECTION_DECODE_SIDE))
 
-    def detect(self, model_key: str, image_bytes: bytes) -> list[tuple[str, float, tuple[float, float, float, float]]]:
+    def detect(self, model_key: str, image_bytes: bytes) -> list[tuple[str, float, Box]]:
         """(tag id, probability, (left, top, width, height)) of each object found, most probable first."""
         detector = self._cached(model_key, self._load_detector)
         picture = load_rgb(image_bytes, PREDICTION_IMAGE_LIMITS, min_short_side=DETECTION_DECODE_SIDE)
@@ -118,7 +119,7 @@ class StoredImageScorer:
         self._embeddings = embeddings
         self._blobs = blobs
 
-    def detect(self, session: Session, model_key: str, image_ids: list[str]) -> list[list[tuple[str, float, tuple[float, float, float, float]]]]:
+    def detect(self, session: Session, model_key: str, image_ids: list[str]) -> list[list[tuple[str, float, Box]]]:
         """For each stored image, the objects an iteration's detector finds in its resized copy."""
         images = {image.id: image for image in session.scalars(select(Image).where(Image.id.in_(image_ids)))}
         return [self._predictor.detect(model_key, self._blobs.get(images[image_id].resized_key)) for image_id in image_ids]

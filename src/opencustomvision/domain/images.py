@@ -97,6 +97,9 @@ class MetadataOutcome:
 # validation shared by every batch
 
 
+Box = tuple[float, float, float, float]  # left, top, width, height, normalised to the image
+
+
 def check_ids(ids: Iterable[uuid.UUID | str], *, what: str, limit: int) -> list[str]:
     normalised = list(dict.fromkeys(str(identifier).lower() for identifier in ids))
     if len(normalised) > limit:

@@ -33,7 +33,7 @@ class TrainingRequest:
     selected_tag_ids: list[str] | None = None
 
 
-Box = tuple[str, float, float, float, float]  # (tag id, left, top, width, height), normalised
+TaggedRegion = tuple[str, float, float, float, float]  # (tag id, left, top, width, height), normalised
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class TrainingExample:
 
     image_id: str
     tag_ids: tuple[str, ...]
-    regions: tuple[Box, ...] = ()
+    regions: tuple[TaggedRegion, ...] = ()
 
 
 def list_iterations(session: Session, project: Project) -> list[Iteration]:

@@ -10,13 +10,13 @@ from sqlalchemy.orm import Session
 
 from opencustomvision.domain.catalog import is_detection
 from opencustomvision.domain.errors import DomainError
+from opencustomvision.domain.images import Box
 from opencustomvision.domain.iterations import COMPLETED
 from opencustomvision.ml.detection.average_precision import evaluate_detections
 from opencustomvision.ml.metrics import PerformanceReport, TagPerformance, performance_report
 from opencustomvision.storage.models import Image, Iteration, IterationImage, Tag
 
 
-Box = tuple[float, float, float, float]  # left, top, width, height (normalised)
 # An image's evaluated predictions: (tag id, tag name, probability, box or None for classification)
 ImagePredictions = list[tuple[str, str, float, Box | None]]
 

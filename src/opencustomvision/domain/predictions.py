@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from opencustomvision.domain import limits
 from opencustomvision.domain.catalog import is_detection
 from opencustomvision.domain.errors import DomainError
-from opencustomvision.domain.images import ImageCreateOutcome, ImageInput, check_ids, create_images
+from opencustomvision.domain.images import Box, ImageCreateOutcome, ImageInput, check_ids, create_images
 from opencustomvision.domain.iterations import COMPLETED, get_iteration
 from opencustomvision.domain.naming import require_storable_text
 from opencustomvision.domain.paging import page
@@ -29,10 +29,9 @@ MAX_QUERY_RESULTS = 256
 _APPLICATION_NAME_LENGTH = 64
 
 
-Box = tuple[float, float, float, float]  # left, top, width, height, normalised to the image
+class ModelRunner(Protocol):
+    """Runs an iteration's stored model (``inference.Predictor``)."""
 
-
-class Classifier(Protocol):
     def classify(self, model_key: str, image_bytes: bytes) -> list[tuple[str, float]]: ...
 
     def detect(self, model_key: str, image_bytes: bytes) -> list[tuple[str, float, Box]]: ...
@@ -107,7 +106,7 @@ def _utc(moment: datetime | None) -> datetime | None:
 def predict(
     session: Session,
     blobs: BlobStore,
-    classifier: Classifier,
+    runner: ModelRunner,
     iteration: Iteration,
     image_bytes: bytes,
     *,
@@ -121,10 +120,10 @@ def predict(
     boxes: list[Box] | None = None
     try:
         if is_detection(iteration.domain_id):
-            found = classifier.detect(iteration.model_key, image_bytes)
+            found = runner.detect(iteration.model_key, image_bytes)
             ranked, boxes = [(tag_id, p) for tag_id, p, _ in found], [box for _, _, box in found]
         else:
-            ranked = classifier.classify(iteration.model_key, image_bytes)
+            ranked = runner.classify(iteration.model_key, image_bytes)
         prepared = prepare_image(image_bytes, PREDICTION_IMAGE_LIMITS) if store else None
     except ImageSizeError as error:
         raise DomainError("BadRequestImageSizeBytes", f"Prediction images are limited to 4 MB: {error}") from error

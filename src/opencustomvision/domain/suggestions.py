@@ -12,15 +12,12 @@ from sqlalchemy.orm import Session
 from opencustomvision.domain import limits
 from opencustomvision.domain.catalog import is_detection
 from opencustomvision.domain.errors import DomainError
-from opencustomvision.domain.images import check_ids
+from opencustomvision.domain.images import Box, check_ids
 from opencustomvision.domain.iterations import COMPLETED
 from opencustomvision.domain.paging import page
 from opencustomvision.storage.models import Image, ImageTag, Iteration, Project
 
 MAX_SUGGESTIONS = 256
-
-
-Box = tuple[float, float, float, float]  # left, top, width, height, normalised
 
 
 class ImageScorer(Protocol):

@@ -11,6 +11,8 @@ import json
 import logging
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +34,8 @@ from opencustomvision.storage.blobs import BlobStore
 from opencustomvision.storage.models import Image, Iteration, IterationImage, Project, Tag, utcnow
 
 logger = logging.getLogger(__name__)
-_FINE_TUNE_OVERHEAD_SECONDS = 600
+# A child's time limit is its training budget plus this margin for start-up, decoding and export.
+_CHILD_OVERHEAD_SECONDS = 600
 # Each of the two detectors an iteration trains (one without its held-out images, one on all) gets this
 # much time for its epochs; caching the backbone's features of the augmented views comes on top.
 DETECTOR_SECONDS = 150.0
@@ -158,14 +161,7 @@ class TrainingJob:
             for member, row, fold in zip(members, probabilities, folds):
                 member.predictions = {tag_id: float(p) for tag_id, p in zip(tag_ids, row)}
                 member.fold = int(fold)
-            now = utcnow()
-            iteration.status = COMPLETED
-            iteration.model_key = key
-            iteration.backbone = model.backbone
-            iteration.trained_at = now
-            iteration.last_modified = now
-            iteration.training_seconds = time.monotonic() - started
-            session.commit()
+            _complete(session, iteration, key, model.backbone, started)
 
     def _fit_head(self, session: Session, members: list[IterationImage], labels: np.ndarray, tag_ids: list[str], mode: str,
                   negative: str | None, backbone_name: str) -> tuple[StoredClassifier, np.ndarray, np.ndarray]:
@@ -189,18 +185,10 @@ class TrainingJob:
         budget = self._advanced_max_seconds
         if iteration.reserved_budget_in_hours > 0:
             budget = min(budget, iteration.reserved_budget_in_hours * 3600.0)
-        images = {image.id: image for image in session.scalars(select(Image).where(Image.id.in_([m.image_id for m in members])))}
-        with tempfile.TemporaryDirectory(prefix="ocv-finetune-") as directory:
-            workdir = Path(directory)
-            (workdir / "images").mkdir()
-            for index, member in enumerate(members):
-                (workdir / "images" / f"{index}.img").write_bytes(self._blobs.get(images[member.image_id].resized_key))
+        request = {"backbone": backbone_name, "mode": mode, "negative_tag": negative, "tag_ids": tag_ids, "budget_seconds": budget}
+        with self._child_workdir(session, "ocv-finetune-", members, request) as workdir:
             np.save(workdir / "labels.npy", labels)
-            request = {"backbone": backbone_name, "mode": mode, "negative_tag": negative, "tag_ids": tag_ids, "budget_seconds": budget}
-            (workdir / "request.json").write_text(json.dumps(request))
-            session.commit()  # ends the read transaction: fine-tuning takes minutes
-            # The budget bounds training; the rest (start-up, decoding, export) gets a generous margin.
-            report = finetune.run_in_child(workdir, timeout_seconds=budget + _FINE_TUNE_OVERHEAD_SECONDS)
+            report = finetune.run_in_child(workdir, timeout_seconds=budget + _CHILD_OVERHEAD_SECONDS)
             logger.info("iteration %s fine-tuned: %s", iteration.id, report)
             with np.load(workdir / "head.npz", allow_pickle=False) as arrays:
                 head = TagClassifier.from_arrays({name: arrays[name] for name in arrays.files})
@@ -214,21 +202,13 @@ class TrainingJob:
                         started: float) -> None:
         """A detector on the snapshot's regions, trained in a child process; metrics from a held-out fifth."""
         index = {tag_id: i for i, tag_id in enumerate(tag_ids)}
-        images = {image.id: image for image in session.scalars(select(Image).where(Image.id.in_([m.image_id for m in members])))}
         regions = [[[index[r[0]], *r[1:]] for r in (m.regions or []) if r[0] in index] for m in members]
-        held_out = detection_training.held_out_images(len(members))
         backbone = DETECTION_BACKBONE
-        with tempfile.TemporaryDirectory(prefix="ocv-detector-") as directory:
-            workdir = Path(directory)
-            (workdir / "images").mkdir()
-            for i, member in enumerate(members):
-                (workdir / "images" / f"{i}.img").write_bytes(self._blobs.get(images[member.image_id].resized_key))
+        request = {"backbone": backbone, "tag_count": len(tag_ids), "seconds_per_model": DETECTOR_SECONDS,
+                   "held_out": detection_training.held_out_images(len(members)), "cache_dir": str(self._backbones.cache_dir)}
+        with self._child_workdir(session, "ocv-detector-", members, request) as workdir:
             (workdir / "regions.json").write_text(json.dumps(regions))
-            request = {"backbone": backbone, "tag_count": len(tag_ids), "seconds_per_model": DETECTOR_SECONDS,
-                       "held_out": held_out, "cache_dir": str(self._backbones.cache_dir)}
-            (workdir / "request.json").write_text(json.dumps(request))
-            session.commit()  # ends the read transaction: training takes minutes
-            report = detection_training.run_in_child(workdir, timeout_seconds=2 * DETECTOR_SECONDS + _FINE_TUNE_OVERHEAD_SECONDS)
+            report = detection_training.run_in_child(workdir, timeout_seconds=2 * DETECTOR_SECONDS + _CHILD_OVERHEAD_SECONDS)
             logger.info("iteration %s: detector trained: %s", iteration.id, report)
             validation = json.loads((workdir / "validation.json").read_text())
             model = (workdir / "model.bin").read_bytes()
@@ -238,11 +218,31 @@ class TrainingJob:
             found = validation.get(str(i))
             member.fold = 0 if found is not None else None
             member.detections = None if found is None else [[tag_ids[int(d[0])], *d[1:]] for d in found]
-        now = utcnow()
-        iteration.status = COMPLETED
-        iteration.model_key = key
-        iteration.backbone = backbone
-        iteration.trained_at = now
-        iteration.last_modified = now
-        iteration.training_seconds = time.monotonic() - started
-        session.commit()
+        _complete(session, iteration, key, backbone, started)
+
+    @contextmanager
+    def _child_workdir(self, session: Session, prefix: str, members: list[IterationImage],
+                       request: dict[str, object]) -> Iterator[Path]:
+        """A temporary folder holding each member's stored image (``images/{i}.img``) and ``request.json``.
+
+        Commits first, ending the read transaction: what runs in the folder takes minutes."""
+        images = {image.id: image for image in session.scalars(select(Image).where(Image.id.in_([m.image_id for m in members])))}
+        with tempfile.TemporaryDirectory(prefix=prefix) as directory:
+            workdir = Path(directory)
+            (workdir / "images").mkdir()
+            for index, member in enumerate(members):
+                (workdir / "images" / f"{index}.img").write_bytes(self._blobs.get(images[member.image_id].resized_key))
+            (workdir / "request.json").write_text(json.dumps(request))
+            session.commit()
+            yield workdir
+
+
+def _complete(session: Session, iteration: Iteration, key: str, backbone: str, started: float) -> None:
+    now = utcnow()
+    iteration.status = COMPLETED
+    iteration.model_key = key
+    iteration.backbone = backbone
+    iteration.trained_at = now
+    iteration.last_modified = now
+    iteration.training_seconds = time.monotonic() - started
+    session.commit()

@@ -47,6 +47,7 @@ __all__ = [
     "build_torch_model",
     "default_threads",
     "ensure_onnx",
+    "export_in_child",
     "export_module",
     "export_onnx",
     "onnx_path",
@@ -259,10 +260,15 @@ def backbone_metadata(name: str) -> dict[str, str]:
 
 def export_onnx_isolated(name: str, path: Path, *, timeout_seconds: float = 900) -> Path:
     """``export_onnx`` in a child process, so torch's memory and import time never stay in a server."""
-    command = [sys.executable, "-m", "opencustomvision.ml.backbone", name, str(path)]
+    return export_in_child("opencustomvision.ml.backbone", name, path, timeout_seconds=timeout_seconds)
+
+
+def export_in_child(module: str, name: str, path: Path, *, timeout_seconds: float = 900) -> Path:
+    """Run ``python -m module name path``, an exporter's entry point, and check it wrote ``path``."""
+    command = [sys.executable, "-m", module, name, str(path)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_seconds, check=False)
     if result.returncode != 0 or not Path(path).is_file():
-        raise BackboneError(f"exporting {name} failed (exit {result.returncode}): {result.stderr[-2000:]}")
+        raise BackboneError(f"exporting {name} with {module} failed (exit {result.returncode}): {result.stderr[-2000:]}")
     return Path(path)
 
 

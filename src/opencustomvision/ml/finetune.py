@@ -158,6 +158,7 @@ def fine_tune(
     head = TagClassifier(mode, negative_tag=negative_tag, random_state=settings.seed)
     head.fit(model_embeddings(model, images, spec.input_size), Y, tag_ids)
 
+    start = _first_unfrozen_block(model.net, settings.unfrozen_stages)
     tail = _unfrozen_tail(model.net, settings.unfrozen_stages)
     for parameter in model.parameters():
         parameter.requires_grad_(False)
@@ -190,7 +191,7 @@ def fine_tune(
         for start in range(0, len(order), settings.batch_size):
             chosen = order[start:start + settings.batch_size]
             batch = torch.from_numpy(np.stack([augmented(images[i], spec.input_size, rng, settings.min_crop_area) for i in chosen]))
-            logits = classifier(F.normalize(_embedding(model, batch, tail[0]), dim=1) * _HEAD_SCALE)
+            logits = classifier(F.normalize(_embedding(model, batch, start), dim=1) * _HEAD_SCALE)
             if mode == "Multiclass":
                 loss = F.cross_entropy(logits, classes[chosen], label_smoothing=settings.label_smoothing)
             else:
@@ -219,24 +220,28 @@ def model_embeddings(model: torch.nn.Module, images: Sequence[Image.Image], size
     return np.concatenate(out)
 
 
-def _unfrozen_tail(net: torch.nn.Module, stages: int) -> list[torch.nn.Module]:
-    """The blocks of the last ``stages`` stages (runs of blocks with one output width), then the head conv."""
+def _first_unfrozen_block(net: torch.nn.Module, stages: int) -> int:
+    """Index of the first block of the last ``stages`` stages (runs of blocks with one output width)."""
     widths = [block._project_conv.out_channels for block in net._blocks]
     first = len(widths)
     for _ in range(stages):
         first -= 1
         while first > 0 and widths[first - 1] == widths[first]:
             first -= 1
-    return [*net._blocks[first:], net._conv_head, net._bn1]
+    return first
 
 
-def _embedding(model: torch.nn.Module, batch: torch.Tensor, first_trained: torch.nn.Module) -> torch.Tensor:
-    """The pooled embedding, computing the frozen blocks without keeping what backpropagation needs."""
+def _unfrozen_tail(net: torch.nn.Module, stages: int) -> list[torch.nn.Module]:
+    """The blocks of the last ``stages`` stages, then the head conv."""
+    return [*net._blocks[_first_unfrozen_block(net, stages):], net._conv_head, net._bn1]
+
+
+def _embedding(model: torch.nn.Module, batch: torch.Tensor, start: int) -> torch.Tensor:
+    """The pooled embedding, computing the blocks before ``start`` without keeping what backpropagation needs."""
     import torch
 
     net = model.net
     blocks = list(net._blocks)
-    start = blocks.index(first_trained) if first_trained in blocks else len(blocks)
     with torch.no_grad():
         x = net._swish(net._bn0(net._conv_stem(batch)))
         for block in blocks[:start]:

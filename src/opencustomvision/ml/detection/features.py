@@ -14,7 +14,6 @@ resolution is the detector's choice, not the cache's.
 from __future__ import annotations
 
 import logging
-import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +25,7 @@ from PIL import Image
 from opencustomvision.ml.backbone import (
     BackboneError,
     build_torch_model,
+    export_in_child,
     export_module,
     get_spec,
     session_options,
@@ -135,13 +135,9 @@ def export_multiscale_onnx(name: str, path: Path) -> Path:
     return Path(path)
 
 
-def _export_isolated(name: str, path: Path, timeout_seconds: float = 900) -> Path:
+def _export_isolated(name: str, path: Path) -> Path:
     # A child process: torch's memory and import time never stay in a prediction server.
-    command = [sys.executable, "-m", "opencustomvision.ml.detection.features", name, str(path)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_seconds, check=False)
-    if result.returncode != 0 or not Path(path).is_file():
-        raise BackboneError(f"exporting multi-scale {name} failed (exit {result.returncode}): {result.stderr[-2000:]}")
-    return Path(path)
+    return export_in_child("opencustomvision.ml.detection.features", name, path)
 
 
 def ensure_multiscale_onnx(name: str, cache_dir: Path) -> Path:

@@ -11,7 +11,6 @@ merge into one blob); the measured recall is in docs/detection.md.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -38,10 +37,6 @@ class Proposal(NamedTuple):
 class RegionProposer:
     def __init__(self, features: FeatureExtractor) -> None:
         self._features = features
-
-    @classmethod
-    def load(cls, backbone: str, cache_dir: Path, *, threads: int | None = None) -> RegionProposer:
-        return cls(FeatureExtractor.load(backbone, cache_dir, threads=threads))
 
     def propose(self, image: Image.Image) -> list[Proposal]:
         """Up to MAX_PROPOSALS boxes, most confident first."""
