@@ -20,7 +20,6 @@ import base64
 import http.server
 import io
 import itertools
-import json
 import random
 import threading
 import time
@@ -42,7 +41,6 @@ from azure.cognitiveservices.vision.customvision.training.models import (
     CustomVisionErrorException,
     ImageFileCreateBatch,
     ImageFileCreateEntry,
-    Region,
 )
 from msrest.authentication import ApiKeyCredentials
 from PIL import Image
@@ -698,33 +696,3 @@ def test_detection_training_needs_regions_fifteen_images_a_tag_and_no_negative_t
     assert sdk_error(lambda: trainer.train_project(project_id)) == ("BadRequestDetectionTrainingNotAllowNegativeTag", 400)
     assert sdk_error(lambda: trainer.train_project(project_id, training_type="Advanced"))[0] == "BadRequestDomainNotSupportedForAdvancedTraining"
     _no_iterations(api, project_id)
-
-
-def test_ai102_fruit_regions_import_and_are_checked_before_training(live_server: LiveServer) -> None:
-    """The AI-102 lab's tagged-images.json (Custom Vision's own region format), uploaded as the lab's code does.
-
-    The file holds 23 images with 33 boxes (apple 9, banana 13, orange 11): fewer than the 15 boxed images a tag
-    that detection training needs, so TrainProject names the short tags (in the lab, regions drawn in the portal
-    make up the rest)."""
-    base = shared_data("cv_ai102_od_fruit")
-    trainer = trainer_for(live_server)
-    project = trainer.create_project(f"fruit-od-{uuid.uuid4().hex[:8]}", domain_id=OBJECT_DETECTION_GENERAL)
-    tags = {name: trainer.create_tag(project.id, name) for name in FRUITS}
-    files = json.loads((base / "tagged-images.json").read_text())["files"]
-    entries = [
-        ImageFileCreateEntry(name=item["filename"], contents=(base / "images" / item["filename"]).read_bytes(), regions=[
-            Region(tag_id=tags[box["tag"]].id, left=box["left"], top=box["top"], width=box["width"], height=box["height"])
-            for box in item["tags"]])
-        for item in files
-    ]
-    assert trainer.create_images_from_files(project.id, ImageFileCreateBatch(images=entries)).is_batch_successful
-    stored = trainer.get_tagged_images(project.id, take=256)
-    assert len(stored) == len(files) == 23
-    assert sum(len(image.regions) for image in stored) == 33
-    images_per_tag = {name: sum(any(box["tag"] == name for box in item["tags"]) for item in files) for name in FRUITS}
-    assert {t.name: t.image_count for t in trainer.get_tags(project.id)} == images_per_tag
-
-    with pytest.raises(CustomVisionErrorException) as caught:
-        trainer.train_project(project.id)
-    assert caught.value.error.code == "BadRequestDetectionTrainingValidationFailed"
-    assert "'apple'" in caught.value.error.message
