@@ -6,11 +6,12 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from opencustomvision.domain.images import images_by_id
 from opencustomvision.imaging.decode import load_rgb
 from opencustomvision.ml.backbone import Backbone
 from opencustomvision.ml.preprocess import resized_short_side
 from opencustomvision.storage.blobs import BlobStore
-from opencustomvision.storage.models import Image, ImageEmbedding
+from opencustomvision.storage.models import ImageEmbedding
 
 EMBEDDING_BATCH = 32
 
@@ -29,7 +30,7 @@ class EmbeddingCache:
         }
         missing = [image_id for image_id in image_ids if image_id not in cached]
         if missing:
-            images = {image.id: image for image in session.scalars(select(Image).where(Image.id.in_(missing)))}
+            images = images_by_id(session, missing)
             for start in range(0, len(missing), EMBEDDING_BATCH):
                 chunk = missing[start:start + EMBEDDING_BATCH]
                 short_side = resized_short_side(backbone.spec.input_size)

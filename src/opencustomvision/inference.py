@@ -10,11 +10,10 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from opencustomvision.domain.catalog import DETECTION_BACKBONE
-from opencustomvision.domain.images import Box
+from opencustomvision.domain.images import Box, images_by_id
 from opencustomvision.domain.predictions import PREDICTION_IMAGE_LIMITS
 from opencustomvision.embeddings import EmbeddingCache
 from opencustomvision.imaging.decode import load_rgb
@@ -28,7 +27,6 @@ from opencustomvision.ml.heads import TagClassifier
 from opencustomvision.ml.preprocess import preprocess_batch, resized_short_side
 from opencustomvision.ml.registry import BackboneRegistry
 from opencustomvision.storage.blobs import BlobStore
-from opencustomvision.storage.models import Image
 
 
 @dataclass(frozen=True)
@@ -121,7 +119,7 @@ class StoredImageScorer:
 
     def detect(self, session: Session, model_key: str, image_ids: list[str]) -> list[list[tuple[str, float, Box]]]:
         """For each stored image, the objects an iteration's detector finds in its resized copy."""
-        images = {image.id: image for image in session.scalars(select(Image).where(Image.id.in_(image_ids)))}
+        images = images_by_id(session, image_ids)
         return [self._predictor.detect(model_key, self._blobs.get(images[image_id].resized_key)) for image_id in image_ids]
 
     def rank(self, session: Session, model_key: str, image_ids: list[str]) -> list[list[tuple[str, float]]]:

@@ -118,6 +118,11 @@ def _project_tags(session: Session, project: Project, tag_ids: Iterable[str]) ->
     return found
 
 
+def images_by_id(session: Session, image_ids: Iterable[str]) -> dict[str, Image]:
+    """The stored images with these ids, whatever their project: for ids that came from the database itself."""
+    return {image.id: image for image in session.scalars(select(Image).where(Image.id.in_(list(image_ids))))}
+
+
 def _project_images(session: Session, project: Project, image_ids: Iterable[str]) -> dict[str, Image]:
     wanted = set(image_ids)
     if not wanted:

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from opencustomvision.domain.catalog import is_detection
 from opencustomvision.domain.errors import DomainError
-from opencustomvision.domain.images import Box
+from opencustomvision.domain.images import Box, images_by_id
 from opencustomvision.domain.iterations import COMPLETED
 from opencustomvision.ml.detection.average_precision import evaluate_detections
 from opencustomvision.ml.metrics import PerformanceReport, TagPerformance, performance_report
@@ -86,7 +86,7 @@ def image_performances(
         wanted = set(tag_ids)
         members = [member for member in members if wanted & set(member.tag_ids)]
     names = _tag_names(session, iteration)
-    images = {image.id: image for image in session.scalars(select(Image).where(Image.id.in_([m.image_id for m in members])))}
+    images = images_by_id(session, [m.image_id for m in members])
     rows = []
     for member in members:
         if member.detections is not None:

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from opencustomvision.domain.catalog import DETECTION_BACKBONE, backbone_for, is_detection
+from opencustomvision.domain.images import images_by_id
 from opencustomvision.domain.iterations import COMPLETED, FAILED, TRAINING
 from opencustomvision.embeddings import EmbeddingCache
 from opencustomvision.imaging.decode import ImageRejected
@@ -31,7 +32,7 @@ from opencustomvision.ml.evaluation import cross_validated_predictions
 from opencustomvision.ml.heads import TagClassifier
 from opencustomvision.ml.registry import BackboneRegistry
 from opencustomvision.storage.blobs import BlobStore
-from opencustomvision.storage.models import Image, Iteration, IterationImage, Project, Tag, utcnow
+from opencustomvision.storage.models import Iteration, IterationImage, Project, Tag, utcnow
 
 logger = logging.getLogger(__name__)
 # A child's time limit is its training budget plus this margin for start-up, decoding and export.
@@ -226,7 +227,7 @@ class TrainingJob:
         """A temporary folder holding each member's stored image (``images/{i}.img``) and ``request.json``.
 
         Commits first, ending the read transaction: what runs in the folder takes minutes."""
-        images = {image.id: image for image in session.scalars(select(Image).where(Image.id.in_([m.image_id for m in members])))}
+        images = images_by_id(session, [m.image_id for m in members])
         with tempfile.TemporaryDirectory(prefix=prefix) as directory:
             workdir = Path(directory)
             (workdir / "images").mkdir()
