@@ -8,7 +8,7 @@ from uuid import UUID
 from opencustomvision.api import schemas
 from opencustomvision.api.deps import BlobLinks
 from opencustomvision.domain.catalog import Domain
-from opencustomvision.domain.images import ImageCreateOutcome, RegionInput
+from opencustomvision.domain.images import Box, ImageCreateOutcome, RegionInput
 from opencustomvision.domain.predictions import PredictionOutcome
 from opencustomvision.storage import models
 
@@ -85,6 +85,11 @@ def present_create_summary(outcomes: list[ImageCreateOutcome], links: BlobLinks)
     )
 
 
+def present_box(box: Box | Sequence[float]) -> schemas.BoundingBox:
+    """A normalised (left, top, width, height), as the spec's BoundingBox."""
+    return schemas.BoundingBox(left=box[0], top=box[1], width=box[2], height=box[3])
+
+
 def present_predictions(ranked: list[tuple[str, float]], tags: dict[str, models.Tag], *, with_type: bool = True,
                         boxes: Sequence[Sequence[float]] | None = None) -> list[schemas.Prediction]:
     """Tags deleted since the model was trained are left out: a client could not look them up.
@@ -93,7 +98,7 @@ def present_predictions(ranked: list[tuple[str, float]], tags: dict[str, models.
     shown_boxes: Sequence[Sequence[float] | None] = boxes if boxes is not None else [None] * len(ranked)
     return [
         schemas.Prediction(probability=probability, tag_id=UUID(tag_id), tag_name=tags[tag_id].name,
-                           bounding_box=None if box is None else schemas.BoundingBox(left=box[0], top=box[1], width=box[2], height=box[3]),
+                           bounding_box=None if box is None else present_box(box),
                            tag_type=tags[tag_id].type if with_type else None)  # type: ignore[arg-type]
         for (tag_id, probability), box in zip(ranked, shown_boxes)
         if tag_id in tags

@@ -13,7 +13,7 @@ from opencustomvision.api.deps import Links, ServicesDep, SessionDep, TrainingRe
 from opencustomvision.api.negotiation import read_body, render
 from opencustomvision.api.params import uuid_list
 from opencustomvision.api.uploads import uploaded_images
-from opencustomvision.api.presenters import present_create_summary, present_image, present_region_entry
+from opencustomvision.api.presenters import present_box, present_create_summary, present_image, present_region_entry
 from opencustomvision.domain import images, limits
 from opencustomvision.domain.images import ImageInput, ImageQuery, RegionInput
 from opencustomvision.domain.iterations import get_iteration
@@ -272,6 +272,6 @@ def get_image_region_proposals(request: Request, project_id: uuid.UUID, image_id
     image = images.get_image(session, project, image_id)
     proposals = services.predictor.propose_regions(services.blobs.get(image.resized_key))
     return render(request, schemas.ImageRegionProposal(project_id=uuid.UUID(project.id), image_id=uuid.UUID(image.id), proposals=[
-        schemas.RegionProposal(confidence=p.confidence, bounding_box=schemas.BoundingBox(left=p.box[0], top=p.box[1], width=p.box[2], height=p.box[3]))
+        schemas.RegionProposal(confidence=p.confidence, bounding_box=present_box(p.box))
         for p in proposals
     ]))

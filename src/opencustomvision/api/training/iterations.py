@@ -12,7 +12,7 @@ from opencustomvision.api import schemas
 from opencustomvision.api.deps import Links, ServicesDep, SessionDep, TrainingResource
 from opencustomvision.api.negotiation import read_body, render
 from opencustomvision.api.params import uuid_list
-from opencustomvision.api.presenters import present_image
+from opencustomvision.api.presenters import present_box, present_image
 from opencustomvision.domain import iterations, limits
 from opencustomvision.domain.performance import image_performances, iteration_performance
 from opencustomvision.domain.projects import get_project
@@ -168,7 +168,7 @@ def get_image_performances(
         shown = present_image(image, links)
         answers.append(schemas.ImagePerformance(
             predictions=[schemas.Prediction(probability=p, tag_id=uuid.UUID(t), tag_name=name,
-                                            bounding_box=None if box is None else schemas.BoundingBox(left=box[0], top=box[1], width=box[2], height=box[3]))
+                                            bounding_box=None if box is None else present_box(box))
                          for t, name, p, box in predictions],
             id=shown.id, created=shown.created, width=shown.width, height=shown.height,
             image_uri=shown.resized_image_uri, thumbnail_uri=shown.thumbnail_uri, tags=shown.tags, regions=shown.regions,
