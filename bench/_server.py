@@ -24,7 +24,14 @@ import httpx
 
 TRAINING_API = "/customvision/v3.3/training"
 
-__all__ = ["TRAINING_API", "Server", "free_port", "ocv_command", "ocv_server", "peak_rss_kib", "process_tree"]
+__all__ = ["TRAINING_API", "Server", "free_port", "ocv_command", "ocv_server", "peak_rss_kib", "percentile", "process_tree"]
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """The nearest-rank value at ``fraction`` (0.95: p95) of ``values``."""
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
 
 
 def free_port() -> int:

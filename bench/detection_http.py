@@ -27,7 +27,7 @@ import httpx
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _server import TRAINING_API, ocv_server  # noqa: E402
+from _server import TRAINING_API, ocv_server, percentile  # noqa: E402
 
 from opencustomvision.imaging.decode import load_rgb  # noqa: E402
 from opencustomvision.inference import DETECTION_DECODE_SIDE  # noqa: E402
@@ -110,7 +110,7 @@ def main() -> int:
             model.predict(load_rgb(body, min_short_side=DETECTION_DECODE_SIDE))
         raw_rate = args.requests / (time.perf_counter() - started)
     p50 = 1000 * statistics.median(latencies)
-    p95 = 1000 * sorted(latencies)[int(0.95 * (len(latencies) - 1))]
+    p95 = 1000 * percentile(latencies, 0.95)
     print(f"latency over {args.requests} sequential requests: p50 {p50:.1f} ms, p95 {p95:.1f} ms  "
           f"goal p50 <= {GOAL_MS:g} ms: {'met' if p50 <= GOAL_MS else 'MISSED'}")
     print(f"throughput: server {server_rate:.1f} img/s, raw model {raw_rate:.1f} img/s (same bytes, this process), "

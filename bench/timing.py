@@ -46,7 +46,7 @@ import httpx
 from PIL import Image, ImageOps
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _server import Server, ocv_server
+from _server import Server, ocv_server, percentile
 
 QUICKSTART = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "customvision-samples" / "ImageClassification" / "Images"
 TAG_FOLDERS = (("Hemlock", "Hemlock"), ("Japanese Cherry", "Japanese_Cherry"))
@@ -69,12 +69,6 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process, all its threads (from /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
-    return ordered[index]
 
 
 # --- training -----------------------------------------------------------------------------------------
