@@ -1,0 +1,5 @@
+import sys
+
+from opencustomvision.cli import main
+
+sys.exit(main())
