@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 import uvicorn
 from aiosmtpd.controller import Controller
 
+from opencustomvision.api.deps import Services
 from opencustomvision.app import build_services, create_app
 from opencustomvision.cli import prepare_default_resource
 from opencustomvision.config import Settings
@@ -87,6 +89,14 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     services = build_services(settings)
     with services.sessions() as session:
         other = create_resource(session, f"other-{uuid.uuid4().hex[:8]}")
+    with serving(settings, services) as endpoint:
+        yield LiveServer(endpoint=endpoint, settings=settings, default=default, other=other, mail=mail)
+    smtp.stop()
+
+
+@contextmanager
+def serving(settings: Settings, services: Services | None = None) -> Iterator[str]:
+    """The application on a free loopback port, in a thread; yields its endpoint."""
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(settings, services), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -96,10 +106,11 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         if time.monotonic() > deadline:
             raise RuntimeError("the test server did not start")
         time.sleep(0.05)
-    yield LiveServer(endpoint=f"http://127.0.0.1:{port}", settings=settings, default=default, other=other, mail=mail)
-    server.should_exit = True
-    thread.join(timeout=10)
-    smtp.stop()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 @pytest.fixture
