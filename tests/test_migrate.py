@@ -194,6 +194,27 @@ def test_migrate_copies_projects_tags_images_regions_and_metadata(source: Source
     assert_copied_whole(source.account, target, list(source.projects))
 
 
+def test_rerun_after_copies_were_deleted_or_the_state_file_was_lost(source: Source, target: Account, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    state = tmp_path / "state.sqlite3"
+    assert migrate(source.account, target, capsys, state)[0] == 0
+    copy = next(p for p in target.trainer.get_projects() if p.name == "fork and scissors")
+    doomed = [image.id for image in target.trainer.get_images(copy.id, take=2)]
+    target.trainer.delete_images(copy.id, image_ids=doomed)
+
+    code, report = migrate(source.account, target, capsys, state)
+    assert code == 0, report
+    assert report["totals"]["images"] == {"copied": 2, "skipped": 78, "failed": 0}
+
+    lost = tmp_path / "another.sqlite3"
+    code, refused = migrate(source.account, target, capsys, lost)
+    assert code == 1 and all("--adopt-existing" in project["error"] for project in refused["projects"])
+    code, adopted = migrate(source.account, target, capsys, lost, "--adopt-existing")
+    assert code == 0, adopted
+    assert adopted["totals"]["images"] == {"copied": 0, "skipped": 80, "failed": 0}
+    assert_copied_whole(source.account, target, list(source.projects))
+
+
 def _path(path: str) -> str:
     return path.split("?", 1)[0].rstrip("/").lower()
 
@@ -250,9 +271,9 @@ def test_source_answering_429_and_503_now_and_then_still_migrates_everything(
     def rule(number: int, method: str, path: str) -> Any:
         if number % 3 == 0:
             return 429, {"Retry-After": "0"}
-        if number % 7 == 0:
+        if number % 10 == 0:
             return 503, {}
-        if number % 11 == 0:
+        if number % 17 == 0:
             return DROP
         return FORWARD
 
@@ -260,7 +281,7 @@ def test_source_answering_429_and_503_now_and_then_still_migrates_everything(
         flaky = Account(proxy.endpoint, source.account.training_key)
         code, report = migrate(flaky, target, capsys, tmp_path / "state.sqlite3")
         assert code == 0, report
-        assert proxy.answered[429] >= 20 and proxy.answered[503] >= 5, proxy.answered
+        assert proxy.answered[429] >= 20 and proxy.answered[503] >= 3, proxy.answered
         assert report["retries"] >= proxy.answered[429] + proxy.answered[503]
     assert report["totals"]["images"] == {"copied": 80, "skipped": 0, "failed": 0}
     assert_copied_whole(source.account, target, list(source.projects))

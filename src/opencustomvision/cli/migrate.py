@@ -24,7 +24,7 @@ def migrate(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     state_path = Path(args.state) if args.state else default_state_path(data_dir_of(args), source.endpoint, source.training_key,
                                                   target.endpoint, target.training_key)
-    options = MigrationOptions(project_ids=args.project, train=args.train)
+    options = MigrationOptions(project_ids=args.project, train=args.train, adopt_existing=args.adopt_existing)
     progress = progress_display()
     try:
         with source, target, MigrationState(state_path) as state:
@@ -69,6 +69,9 @@ def register(commands: argparse._SubParsersAction, data_dir: argparse.ArgumentPa
     parser.add_argument("--to-endpoint", help=f"the target (default: $OCV_ENDPOINT or the local server, {local_endpoint()})")
     parser.add_argument("--to-training-key", help="the target's training key (default: the local server's default resource)")
     parser.add_argument("--train", action="store_true", help="train each copied project and wait for it")
+    parser.add_argument("--adopt-existing", action="store_true",
+                        help="copy into a target project of the same name that this state file does not know "
+                             "(after losing the state file); images already there are not duplicated")
     parser.add_argument("--state", help="the progress file (default: <data dir>/migrations/<source and target digest>.sqlite3)")
     parser.add_argument("--json", action="store_true", help="print a JSON report at the end")
     parser.set_defaults(run=migrate)

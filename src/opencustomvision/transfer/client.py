@@ -9,6 +9,7 @@ per-image statuses, never second-guessed here.
 from __future__ import annotations
 
 import base64
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -235,6 +236,7 @@ class CustomVisionClient:
         self._backoff = wait_exponential_jitter(multiplier=backoff_initial, max=backoff_max, jitter=backoff_initial)
         self._stop = stop_after_attempt(max_attempts) | stop_after_delay(max_retry_seconds)
         self.retries = 0  # how many answers were asked again, for the report
+        self._retries_lock = threading.Lock()
 
     def close(self) -> None:
         self._http.close()
@@ -256,7 +258,8 @@ class CustomVisionClient:
         return float(self._backoff(state))
 
     def _count_retry(self, state: RetryCallState) -> None:
-        self.retries += 1
+        with self._retries_lock:
+            self.retries += 1
 
     def _send(self, method: str, url: str, *, with_key: bool = True, **kwargs: Any) -> httpx.Response:
         headers = {"Training-Key": self.training_key} if with_key else {}

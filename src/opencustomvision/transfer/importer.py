@@ -15,7 +15,7 @@ from typing import Any
 
 from opencustomvision.transfer.client import ApiError, CustomVisionClient, Domain, Project
 from opencustomvision.transfer.errors import Refused
-from opencustomvision.transfer.datasets.model import Box, Dataset, LabeledImage, Problem, TagInfo
+from opencustomvision.transfer.datasets.model import Box, Dataset, LabeledImage, TagInfo
 from opencustomvision.transfer.progress import Progress, Silent
 from opencustomvision.transfer.upload import UploadItem, Uploader
 

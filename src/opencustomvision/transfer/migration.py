@@ -91,6 +91,7 @@ class MigrationReport:
 class MigrationOptions:
     project_ids: Sequence[str] | None = None  # None: every project of the source resource
     train: bool = False
+    adopt_existing: bool = False  # copy into a same-named target project this run did not create
     training_poll_seconds: float = 2.0
     training_timeout_seconds: float = 6 * 3600
     batches_in_flight: int = 2
@@ -132,7 +133,7 @@ class Migration:
                          options: MigrationOptions) -> ProjectReport:
         report = ProjectReport(source_id=project.id, name=project.name)
         try:
-            target = self._target_project(project, source_domains, target_domains)
+            target = self._target_project(project, source_domains, target_domains, options)
             report.target_id = target.id
             tag_ids = self._copy_tags(project, target, report)
             self._copy_images(project, target, tag_ids, report, options)
@@ -146,7 +147,8 @@ class Migration:
 
     # ------------------------------------------------------------------------------ the project
 
-    def _target_project(self, project: Project, source_domains: Mapping[str, Domain], target_domains: list[Domain]) -> Project:
+    def _target_project(self, project: Project, source_domains: Mapping[str, Domain], target_domains: list[Domain],
+                        options: MigrationOptions) -> Project:
         record = self.state.project(project.id)
         if record is not None and record.target_project_id is not None:
             try:
@@ -166,10 +168,16 @@ class Migration:
                 self.state.project_created(project.id, made.id)
                 return self._with_settings(project, made)
         clash = next((candidate for candidate in existing if candidate.name == project.name), None)
+        if clash is not None and options.adopt_existing:
+            self.state.project_pending(project.id, project.name, set())
+            self.state.project_created(project.id, clash.id)
+            self.progress.log(f"project '{project.name}': copying into the target's project {clash.id} of that name")
+            return self._with_settings(project, clash)
         if clash is not None:
             raise MigrationError(
                 f"the target already has a project named '{project.name}' ({clash.id}) that this migration did not "
-                "create; rename or delete it there, or leave this project out with --project")
+                "create (another state file?): rename or delete it there, pass --adopt-existing to copy into it, "
+                "or leave this project out with --project")
         domain = _matching_domain(project.domain_id, source_domains, target_domains)
         before = {candidate.id for candidate in existing}
         self.state.project_pending(project.id, project.name, before)
@@ -230,7 +238,7 @@ class Migration:
 
     def _copy_images(self, project: Project, target: Project, tag_ids: Mapping[str, str], report: ProjectReport,
                      options: MigrationOptions) -> None:
-        copied = self.state.copied_images(project.id)
+        copied = self._recorded_copies(project, target)
         report.images_total = self.source.image_count(project.id)
         self.progress.start(project.name, report.images_total)
 
@@ -263,6 +271,17 @@ class Migration:
         self.progress.finish()
         self.progress.log(f"project '{project.name}': {report.images_copied} images copied, {report.images_skipped} "
                           f"already there, {report.images_failed} failed; {report.regions_copied} regions copied")
+
+    def _recorded_copies(self, project: Project, target: Project) -> dict[str, str]:
+        """The images the state file records as copied, less any deleted from the target since."""
+        copied = self.state.copied_images(project.id)
+        if copied and self.target.image_count(target.id) < len(copied):
+            present = {image.id for image in self.target.images_by_ids(target.id, list(copied.values()))}
+            gone = [source_id for source_id, target_id in copied.items() if target_id not in present]
+            self.state.forget_images(project.id, gone)
+            self.progress.log(f"project '{project.name}': {len(gone)} copies were deleted from the target; copying them again")
+            copied = {source_id: target_id for source_id, target_id in copied.items() if target_id in present}
+        return copied
 
     def _item(self, project: Project, image: Image, tag_ids: Mapping[str, str]) -> UploadItem:
         # A tag the source lists on an image but not among its tags is left out rather than guessed.

@@ -114,6 +114,12 @@ class MigrationState:
                                 (source_project_id,))
         return dict(rows.fetchall())
 
+    def forget_images(self, source_project_id: str, source_image_ids: list[str]) -> None:
+        """Their copies are gone from the target (deleted by someone): copy them again."""
+        with self._db:
+            self._db.executemany("DELETE FROM images WHERE source_project_id = ? AND source_image_id = ?",
+                                 [(source_project_id, image_id) for image_id in source_image_ids])
+
     def images_copied(self, source_project_id: str, pairs: list[tuple[str, str]]) -> None:
         if not pairs:
             return
