@@ -12,6 +12,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
+from defusedxml import DefusedXmlException
 from defusedxml import ElementTree as SafeElementTree
 
 from opencustomvision.transfer.datasets.model import (
@@ -51,7 +52,10 @@ def _read_annotation(xml_path: Path, file: str, root: Path, image_folders: list[
                      problems: list[Problem]) -> LabeledImage | None:
     try:
         annotation = SafeElementTree.parse(xml_path).getroot()
-    except (ElementTree.ParseError, ValueError) as error:
+    except DefusedXmlException:
+        problems.append(Problem(file, "", "refused: DTDs and entities are not accepted in annotation files"))
+        return None
+    except ElementTree.ParseError as error:
         problems.append(Problem(file, "", f"not a well-formed XML file: {error}"))
         return None
     file_name = (annotation.findtext("filename") or "").strip()
