@@ -5,20 +5,49 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
-from opencustomvision.cli.remote import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, add_endpoint_arguments, client, progress_display
-from opencustomvision.transfer.client import ApiError
+from opencustomvision.cli.remote import (
+    EXIT_FAILED, EXIT_OK, EXIT_USAGE, BarProgress, LineProgress, UsageError, add_endpoint_arguments, client, progress_display,
+)
+from opencustomvision.transfer.client import ApiError, CustomVisionClient
 from opencustomvision.transfer.datasets import FORMATS
 from opencustomvision.transfer.datasets.model import DatasetError
 from opencustomvision.transfer.errors import Refused
-from opencustomvision.transfer.exporter import export_dataset
-from opencustomvision.transfer.importer import ImportOptions, import_dataset
+from opencustomvision.transfer.exporter import ExportReport, export_dataset
+from opencustomvision.transfer.importer import ImportOptions, ImportReport, import_dataset
+from opencustomvision.transfer.progress import Progress
 
 
 def _fail(command: str, message: str, code: int) -> int:
     print(f"ocv dataset {command}: {message}", file=sys.stderr)
     return code
+
+
+Report = TypeVar("Report", ImportReport, ExportReport)
+
+
+def _against_server(command: str, args: argparse.Namespace,
+                    work: Callable[[CustomVisionClient, Progress], Report]) -> Report | int:
+    """``work`` against the server the arguments name, with a progress display; an exit code if it could not run."""
+    progress: BarProgress | LineProgress | None = None
+    try:
+        with client(args.endpoint, args.training_key, args.data_dir) as server:
+            progress = progress_display()
+            return work(server, progress)
+    except UsageError as error:
+        return _fail(command, str(error), EXIT_USAGE)
+    except Refused as error:
+        for problem in error.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return _fail(command, str(error), EXIT_USAGE if error.usage else EXIT_FAILED)
+    except ApiError as error:
+        return _fail(command, f"{error.method} {error.url}: HTTP {error.status} {error}", EXIT_FAILED)
+    finally:
+        if progress is not None:
+            progress.close()
 
 
 def dataset_import(args: argparse.Namespace) -> int:
@@ -30,55 +59,38 @@ def dataset_import(args: argparse.Namespace) -> int:
     except DatasetError as error:
         return _fail("import", str(error), EXIT_FAILED)
     options = ImportOptions(project_id=args.project, name=args.name, domain_id=args.domain, skip_invalid=args.skip_invalid)
-    progress = None
-    try:
-        with client(args.endpoint, args.training_key, args.data_dir) as server:
-            progress = progress_display()
-            for problem in dataset.problems if args.skip_invalid else []:
-                progress.log(f"skipped: {problem}")
-            report = import_dataset(server, dataset, options, progress)
-    except UsageError as error:
-        return _fail("import", str(error), EXIT_USAGE)
-    except Refused as error:
-        for problem in error.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return _fail("import", str(error), EXIT_USAGE if error.usage else EXIT_FAILED)
-    except ApiError as error:
-        return _fail("import", f"{error.method} {error.url}: HTTP {error.status} {error}", EXIT_FAILED)
-    finally:
-        if progress is not None:
-            progress.close()
+
+    def work(server: CustomVisionClient, progress: Progress) -> ImportReport:
+        for problem in dataset.problems if args.skip_invalid else []:
+            progress.log(f"skipped: {problem}")
+        return import_dataset(server, dataset, options, progress)
+
+    report = _against_server("import", args, work)
+    if isinstance(report, int):
+        return report
     if args.json:
         print(json.dumps(report.as_json(), indent=2))
     else:
-        print(f"{report.images_imported} images imported, {report.images_duplicate} already there, "
-              f"{report.images_failed} failed, {len(report.skipped_invalid)} problems skipped, "
-              f"{len(report.merged)} files merged into others; "
-              f"{report.regions_imported} regions; {report.tags_created} tags created", file=sys.stderr)
+        images = report.images
+        print(f"{images.stored} images imported, {images.present} already there, {len(images.failed)} failed, "
+              f"{len(report.skipped_invalid)} problems skipped, {len(report.merged)} files merged into others; "
+              f"{images.regions} regions; {report.tags_created} tags created", file=sys.stderr)
         for note in report.merged:
             print(f"  {note}", file=sys.stderr)
-        for failure in report.failures:
+        for failure in images.failures("file"):
             print(f"  {failure['file']}: {failure['status']}: {failure['message']}", file=sys.stderr)
         print(report.project_id)
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
 def dataset_export(args: argparse.Namespace) -> int:
-    progress = None
-    try:
-        with client(args.endpoint, args.training_key, args.data_dir) as server:
-            progress = progress_display()
-            report = export_dataset(server, args.project, args.format, FORMATS[args.format], Path(args.path),
-                                    iteration_id=args.iteration, progress=progress)
-    except UsageError as error:
-        return _fail("export", str(error), EXIT_USAGE)
-    except Refused as error:
-        return _fail("export", str(error), EXIT_USAGE if error.usage else EXIT_FAILED)
-    except ApiError as error:
-        return _fail("export", f"{error.method} {error.url}: HTTP {error.status} {error}", EXIT_FAILED)
-    finally:
-        if progress is not None:
-            progress.close()
+    def work(server: CustomVisionClient, progress: Progress) -> ExportReport:
+        return export_dataset(server, args.project, args.format, FORMATS[args.format], Path(args.path),
+                              iteration_id=args.iteration, progress=progress)
+
+    report = _against_server("export", args, work)
+    if isinstance(report, int):
+        return report
     if args.json:
         print(json.dumps(report.as_json(), indent=2))
     else:

@@ -43,15 +43,17 @@ def migrate(args: argparse.Namespace) -> int:
 
 def _summary(report: MigrationReport) -> None:
     for project in report.projects:
-        line = (f"{project.name or project.source_id}: -> {project.target_id or '-'}  tags {project.tags_copied} copied "
-                f"{project.tags_skipped} there  images {project.images_copied} copied {project.images_skipped} there "
-                f"{project.images_failed} failed  regions {project.regions_copied} copied")
+        counts = project.counts()
+        line = (f"{project.name or project.source_id}: -> {project.target_id or '-'}  tags {counts['tags']['copied']} copied "
+                f"{counts['tags']['skipped']} there  images {counts['images']['copied']} copied "
+                f"{counts['images']['skipped']} there {counts['images']['failed']} failed  "
+                f"regions {counts['regions']['copied']} copied")
         if project.training:
             line += f"  training {project.training.get('status')}"
         print(line)
         if project.error:
             print(f"  failed: {project.error}")
-        for failure in project.failures:
+        for failure in project.images.failures("image"):
             print(f"  image {failure['image']}: {failure['status']}: {failure['message']}")
     print(f"progress recorded in {report.state_file}")
 

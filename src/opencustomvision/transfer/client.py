@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential_jitter
 
+from opencustomvision.domain.catalog import Domain  # the API's Domain has the catalogue's fields
+
 API_PREFIX = "/customvision/v3.3/training"
 MAX_TAKE = 256  # the API's largest page
 MAX_BATCH_IMAGES = 64
@@ -59,15 +61,6 @@ class _Transient(Exception):
     def __init__(self, response: httpx.Response) -> None:
         super().__init__(f"HTTP {response.status_code}")
         self.response = response
-
-
-@dataclass(frozen=True)
-class Domain:
-    id: str
-    name: str
-    type: str
-    exportable: bool
-    enabled: bool
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from opencustomvision.transfer.client import ApiError, CustomVisionClient, Domai
 from opencustomvision.transfer.errors import Refused
 from opencustomvision.transfer.datasets.model import Box, Dataset, LabeledImage, TagInfo
 from opencustomvision.transfer.progress import Progress, Silent
-from opencustomvision.transfer.upload import UploadItem, Uploader
+from opencustomvision.transfer.upload import Tally, UploadItem, Uploader
 
 CLASSIFICATION, DETECTION = "Classification", "ObjectDetection"
 
@@ -37,25 +37,21 @@ class ImportReport:
     created: bool
     tags_created: int = 0
     images_total: int = 0
-    images_imported: int = 0
-    images_duplicate: int = 0
-    images_failed: int = 0
-    regions_imported: int = 0
+    images: Tally = field(default_factory=Tally)  # stored: imported; present: already in the project
     merged: list[str] = field(default_factory=list)
     skipped_invalid: list[str] = field(default_factory=list)
-    failures: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.failures
+        return not self.images.failed
 
     def as_json(self) -> dict[str, Any]:
         return {"ok": self.ok, "projectId": self.project_id, "projectName": self.project_name, "created": self.created,
                 "tags": {"created": self.tags_created},
-                "images": {"total": self.images_total, "imported": self.images_imported,
-                           "duplicate": self.images_duplicate, "failed": self.images_failed},
-                "regions": {"imported": self.regions_imported}, "merged": self.merged,
-                "skippedInvalid": self.skipped_invalid, "failures": self.failures}
+                "images": {"total": self.images_total, "imported": self.images.stored,
+                           "duplicate": self.images.present, "failed": len(self.images.failed)},
+                "regions": {"imported": self.images.regions}, "merged": self.merged,
+                "skippedInvalid": self.skipped_invalid, "failures": self.images.failures("file")}
 
 
 @dataclass
@@ -89,16 +85,8 @@ def import_dataset(client: CustomVisionClient, dataset: Dataset, options: Import
 
     progress.start(project.name, len(images))
     for results in Uploader(client, project.id).run(items()):
-        for result in results:
-            report.regions_imported += result.regions_added
-            if result.status == "OK":
-                report.images_imported += 1
-            elif result.stored:
-                report.images_duplicate += 1
-            else:
-                report.images_failed += 1
-                report.failures.append({"file": result.item.key, "status": result.status, "message": result.message})
-                progress.log(f"{result.item.key}: not imported: {result.status}: {result.message}")
+        for result in report.images.add(results):
+            progress.log(f"{result.item.key}: not imported: {result.status}: {result.message}")
         progress.advance(len(results))
     progress.finish()
     return report

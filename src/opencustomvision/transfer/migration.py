@@ -18,7 +18,7 @@ from typing import Any
 from opencustomvision.transfer.client import ApiError, CustomVisionClient, Domain, Image, Project, Tag
 from opencustomvision.transfer.progress import Progress, Silent
 from opencustomvision.transfer.state import MigrationState
-from opencustomvision.transfer.upload import UploadItem, Uploader, metadata_key
+from opencustomvision.transfer.upload import Tally, UploadItem, Uploader, metadata_key
 
 
 class MigrationError(Exception):
@@ -33,28 +33,25 @@ class ProjectReport:
     tags_copied: int = 0
     tags_skipped: int = 0
     images_total: int = 0
-    images_copied: int = 0
-    images_skipped: int = 0
-    images_failed: int = 0
-    regions_copied: int = 0
-    failures: list[dict[str, str]] = field(default_factory=list)
+    images: Tally = field(default_factory=Tally)  # stored: copied; present: already on the target
     training: dict[str, str] | None = None
     error: str | None = None
 
     @property
     def ok(self) -> bool:
         training_ok = self.training is None or self.training.get("status") in ("Completed", "NotNeeded")
-        return self.error is None and not self.failures and training_ok
+        return self.error is None and not self.images.failed and training_ok
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        return {"tags": {"copied": self.tags_copied, "skipped": self.tags_skipped},
+                "images": {"copied": self.images.stored, "skipped": self.images.present, "failed": len(self.images.failed)},
+                "regions": {"copied": self.images.regions}}
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "sourceId": self.source_id, "targetId": self.target_id, "name": self.name,
-            "tags": {"copied": self.tags_copied, "skipped": self.tags_skipped},
-            "images": {"total": self.images_total, "copied": self.images_copied, "skipped": self.images_skipped,
-                       "failed": self.images_failed},
-            "regions": {"copied": self.regions_copied},
-            "training": self.training, "failures": self.failures, "error": self.error,
-        }
+        counts = self.counts()
+        return {"sourceId": self.source_id, "targetId": self.target_id, "name": self.name, **counts,
+                "images": {"total": self.images_total, **counts["images"]},
+                "training": self.training, "failures": self.images.failures("image"), "error": self.error}
 
 
 @dataclass
@@ -70,16 +67,15 @@ class MigrationReport:
         return all(project.ok for project in self.projects)
 
     def totals(self) -> dict[str, dict[str, int]]:
-        def total(name: str) -> int:
-            return sum(getattr(project, name) for project in self.projects)
-
-        return {
-            "projects": {"copied": sum(1 for p in self.projects if p.error is None),
-                         "failed": sum(1 for p in self.projects if p.error is not None)},
-            "tags": {"copied": total("tags_copied"), "skipped": total("tags_skipped")},
-            "images": {"copied": total("images_copied"), "skipped": total("images_skipped"), "failed": total("images_failed")},
-            "regions": {"copied": total("regions_copied")},
-        }
+        totals = {"projects": {"copied": sum(1 for p in self.projects if p.error is None),
+                               "failed": sum(1 for p in self.projects if p.error is not None)},
+                  "tags": {"copied": 0, "skipped": 0}, "images": {"copied": 0, "skipped": 0, "failed": 0},
+                  "regions": {"copied": 0}}
+        for project in self.projects:
+            for group, counts in project.counts().items():
+                for name, count in counts.items():
+                    totals[group][name] += count
+        return totals
 
     def as_json(self) -> dict[str, Any]:
         return {"ok": self.ok, "source": self.source, "target": self.target, "stateFile": self.state_file,
@@ -246,7 +242,7 @@ class Migration:
             for page in self.source.image_pages(project.id):
                 already = [image for image in page if image.id in copied]
                 if already:
-                    report.images_skipped += len(already)
+                    report.images.present += len(already)
                     self.progress.advance(len(already))
                 for image in page:
                     if image.id not in copied:
@@ -256,21 +252,15 @@ class Migration:
         for results in uploader.run(items()):
             self.state.images_copied(project.id, [(result.item.key, result.image_id) for result in results
                                                   if result.image_id is not None])
-            for result in results:
-                report.regions_copied += result.regions_added
-                if result.status == "OK":
-                    report.images_copied += 1
-                elif result.stored:
-                    report.images_skipped += 1
-                else:
-                    report.images_failed += 1
-                    report.failures.append({"image": result.item.key, "status": result.status, "message": result.message})
-                    self.progress.log(f"project '{project.name}': image {result.item.key} not copied: "
-                                      f"{result.status}: {result.message}")
+            for result in report.images.add(results):
+                self.progress.log(f"project '{project.name}': image {result.item.key} not copied: "
+                                  f"{result.status}: {result.message}")
             self.progress.advance(len(results))
         self.progress.finish()
-        self.progress.log(f"project '{project.name}': {report.images_copied} images copied, {report.images_skipped} "
-                          f"already there, {report.images_failed} failed; {report.regions_copied} regions copied")
+        counts = report.counts()
+        self.progress.log(f"project '{project.name}': {counts['images']['copied']} images copied, "
+                          f"{counts['images']['skipped']} already there, {counts['images']['failed']} failed; "
+                          f"{counts['regions']['copied']} regions copied")
 
     def _recorded_copies(self, project: Project, target: Project) -> dict[str, str]:
         """The images the state file records as copied, less any deleted from the target since."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from opencustomvision.transfer.client import MAX_BATCH_IMAGES, MAX_ENTRY_TAGS, ApiError, CustomVisionClient, Image, ImageEntry
 
@@ -50,6 +50,33 @@ class UploadResult:
     @property
     def stored(self) -> bool:
         return self.image_id is not None
+
+
+@dataclass
+class Tally:
+    """What uploads into one project came to."""
+
+    stored: int = 0  # images the server stored now
+    present: int = 0  # images it already held (OKDuplicate, or known to be there before)
+    regions: int = 0  # regions stored now
+    failed: list[UploadResult] = field(default_factory=list)
+
+    def add(self, results: list[UploadResult]) -> list[UploadResult]:
+        """Count a batch's results; those that failed."""
+        refused = []
+        for result in results:
+            self.regions += result.regions_added
+            if result.status == "OK":
+                self.stored += 1
+            elif result.stored:
+                self.present += 1
+            else:
+                refused.append(result)
+        self.failed += refused
+        return refused
+
+    def failures(self, key: str) -> list[dict[str, str]]:
+        return [{key: result.item.key, "status": result.status, "message": result.message} for result in self.failed]
 
 
 def metadata_key(metadata: Mapping[str, str]) -> tuple[tuple[str, str], ...]:

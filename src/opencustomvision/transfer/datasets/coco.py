@@ -19,8 +19,8 @@ from pycocotools import mask as coco_mask
 from pycocotools.coco import COCO
 
 from opencustomvision.transfer.datasets.model import (
-    Dataset, DatasetError, ExportImage, LabeledImage, Problem, TagInfo, box_problem, clamp_box, find_image, number,
-    relative, upright_size,
+    Dataset, DatasetError, ExportImage, LabeledImage, Problem, TagInfo, add_box, find_image, number, relative,
+    upright_size,
 )
 
 KIND = "detection"
@@ -148,13 +148,8 @@ def _add_box(coco: COCO, annotation: dict[str, Any], names: dict[Any, str], by_i
         return
     entry = coco.imgs[annotation["image_id"]]
     width, height = entry["width"], entry["height"]
-    left, top, box_width, box_height = bbox[0] / width, bbox[1] / height, bbox[2] / width, bbox[3] / height
-    problem = box_problem(left, top, box_width, box_height)
-    if problem is not None:
-        problems.append(Problem(file, f"{where}.bbox", f"{problem} ({name}: {[number(v) for v in bbox]} in "
-                                f"{width}x{height})", image.name))
-        return
-    image.boxes.append(clamp_box(name, left, top, box_width, box_height))
+    add_box(image, problems, file, f"{where}.bbox", name, (bbox[0] / width, bbox[1] / height, bbox[2] / width, bbox[3] / height),
+            f"{[number(v) for v in bbox]} in {width}x{height}")
 
 
 class Writer:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from opencustomvision.transfer.datasets.model import (
-    Dataset, DatasetError, ExportImage, LabeledImage, Problem, TagInfo, box_problem, clamp_box, find_image, relative,
+    Dataset, DatasetError, ExportImage, LabeledImage, Problem, TagInfo, add_box, find_image, relative,
 )
 
 KIND = "any"
@@ -96,12 +96,8 @@ def _add_tag(entry: Any, where: str, file: str, image: LabeledImage, known: set[
         problems.append(Problem(file, where, f"a box needs numbers for {', '.join(_COORDINATES)}; got {given}", image.name))
         return
     left, top, width, height = (float(value) for value in values)  # type: ignore[arg-type]
-    problem = box_problem(left, top, width, height)
-    if problem is not None:
-        problems.append(Problem(file, where, f"{problem} ({name}: left={left:g} top={top:g} width={width:g} height={height:g})",
-                                image.name))
-        return
-    image.boxes.append(clamp_box(name, left, top, width, height))
+    add_box(image, problems, file, where, name, (left, top, width, height),
+            f"left={left:g} top={top:g} width={width:g} height={height:g}")
 
 
 class Writer:

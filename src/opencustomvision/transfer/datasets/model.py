@@ -120,10 +120,17 @@ def box_problem(left: float, top: float, width: float, height: float) -> str | N
     return None
 
 
-def clamp_box(tag: str, left: float, top: float, width: float, height: float) -> Box:
-    """A box checked by :func:`box_problem`, with rounding at the edges (within the slack) taken off."""
+def add_box(image: LabeledImage, problems: list[Problem], file: str, where: str, tag: str,
+            box: tuple[float, float, float, float], shown: str) -> None:
+    """The normalised ``box`` onto the image, or the problem that keeps it off (``shown``: the box as the file has it)."""
+    problem = box_problem(*box)
+    if problem is not None:
+        problems.append(Problem(file, where, f"{problem} ({tag}: {shown})", image.name))
+        return
+    left, top, width, height = box
+    # Rounding at the edges (within the slack) is taken off, as the server would refuse it.
     left, top = max(0.0, left), max(0.0, top)
-    return Box(tag, left, top, min(width, 1.0 - left), min(height, 1.0 - top))
+    image.boxes.append(Box(tag, left, top, min(width, 1.0 - left), min(height, 1.0 - top)))
 
 
 def image_extension(data: bytes) -> str:

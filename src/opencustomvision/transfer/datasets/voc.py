@@ -16,8 +16,8 @@ from defusedxml import DefusedXmlException
 from defusedxml import ElementTree as SafeElementTree
 
 from opencustomvision.transfer.datasets.model import (
-    Box, Dataset, DatasetError, ExportImage, LabeledImage, Problem, TagInfo, box_problem, clamp_box, find_image, number,
-    relative, upright_size,
+    Box, Dataset, DatasetError, ExportImage, LabeledImage, Problem, TagInfo, add_box, find_image, number, relative,
+    upright_size,
 )
 
 KIND = "detection"
@@ -92,13 +92,9 @@ def _read_annotation(xml_path: Path, file: str, root: Path, image_folders: list[
                 break
         else:
             xmin, ymin, xmax, ymax = corners
-            left, top, box_width, box_height = xmin / width, ymin / height, (xmax - xmin) / width, (ymax - ymin) / height
-            problem = box_problem(left, top, box_width, box_height)
-            if problem is not None:
-                problems.append(Problem(file, f"{where}.bndbox", f"{problem} ({name}: xmin={xmin:g} ymin={ymin:g} "
-                                        f"xmax={xmax:g} ymax={ymax:g} in {width}x{height})", image.name))
-                continue
-            image.boxes.append(clamp_box(name, left, top, box_width, box_height))
+            add_box(image, problems, file, f"{where}.bndbox", name,
+                    (xmin / width, ymin / height, (xmax - xmin) / width, (ymax - ymin) / height),
+                    f"xmin={xmin:g} ymin={ymin:g} xmax={xmax:g} ymax={ymax:g} in {width}x{height}")
     return image
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from opencustomvision.transfer.datasets.model import (
-    Dataset, DatasetError, ExportImage, LabeledImage, Problem, TagInfo, box_problem, clamp_box, image_files, relative,
+    Dataset, DatasetError, ExportImage, LabeledImage, Problem, TagInfo, add_box, image_files, relative,
 )
 
 KIND = "detection"
@@ -122,12 +122,8 @@ def _read_labels(path: Path, file: str, image: LabeledImage, names: list[str], p
             problems.append(Problem(file, f"{where}: class", f"class {class_number} is not among the {len(names)} names "
                                     f"(0..{len(names) - 1})", image.name))
             continue
-        left, top = centre_x - width / 2, centre_y - height / 2
-        problem = box_problem(left, top, width, height)
-        if problem is not None:
-            problems.append(Problem(file, where, f"{problem} ({names[class_number]}: '{line.strip()}')", image.name))
-            continue
-        image.boxes.append(clamp_box(names[class_number], left, top, width, height))
+        add_box(image, problems, file, where, names[class_number],
+                (centre_x - width / 2, centre_y - height / 2, width, height), f"'{line.strip()}'")
 
 
 class Writer:
