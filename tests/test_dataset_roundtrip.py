@@ -5,7 +5,7 @@ od_bccd (Pascal VOC, 362 of its 364 images: two carry zero-area boxes) and od_ra
 whole and checked against their XML files, and od_bccd makes the whole round trip through VOC; every
 detection format then round-trips 40 images of each, and the whole object-detection quickstart (boxes
 from regions.json, uploaded as the quickstart does). Classification round-trips through folders and
-customvision on a Multilabel project with a Negative tag.
+customvision: the classification quickstart, and a Multilabel project with a Negative tag.
 """
 
 from __future__ import annotations
@@ -224,6 +224,27 @@ def test_folders_import_of_the_classification_quickstart(quickstart_classes: Pat
     expected = {sha256(path): path.parent.name for path in quickstart_classes.glob("*/*.jpg")}
     assert {digest: sorted(image.tags) for digest, image in contents(trainer, project_id).items()} == \
         {digest: [tag] for digest, tag in expected.items()}
+
+
+@pytest.fixture(scope="module")
+def quickstart_classification(quickstart_classes: Path, live_server: LiveServer,
+                              trainer: CustomVisionTrainingClient) -> tuple[str, dict[str, StoredImage]]:
+    name = f"quickstart-cls-{uuid.uuid4().hex[:8]}"
+    assert main(["dataset", "import", "folders", str(quickstart_classes), "--name", name,
+                 "--endpoint", live_server.endpoint, "--training-key", live_server.default.training_key]) == 0
+    project = next(p for p in trainer.get_projects() if p.name == name)
+    return project.id, contents(trainer, project.id)
+
+
+@pytest.mark.parametrize("fmt", CLASSIFICATION_FORMATS)
+def test_quickstart_classification_round_trip(fmt: str, quickstart_classification: tuple[str, dict[str, StoredImage]],
+                                              live_server: LiveServer, trainer: CustomVisionTrainingClient, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    project_id, stored = quickstart_classification
+    assert len(stored) == 20
+    copy = imported(live_server, capsys, fmt, exported(live_server, capsys, fmt, tmp_path / fmt, project_id))
+    assert differences(stored, contents(trainer, copy)) == []
+    assert trainer.get_project(copy).settings.classification_type == "Multiclass"
 
 
 @pytest.fixture(scope="module")

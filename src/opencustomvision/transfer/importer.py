@@ -133,7 +133,9 @@ def _project(client: CustomVisionClient, dataset: Dataset, images: list[_Image],
     kind = DETECTION if dataset.has_boxes else CLASSIFICATION
     domain = _domain(client.domains(), kind, options.domain_id)
     multilabel = kind == CLASSIFICATION and any(len(image.tags) > 1 for image in images)
-    name = options.name or dataset.root.name
+    # The dataset's folder names it; COCO keeps its JSON in annotations/, which says nothing.
+    root = dataset.root.parent if dataset.root.name.lower() == "annotations" else dataset.root
+    name = options.name or root.name
     clash = next((project for project in client.projects() if project.name == name), None)
     if clash is not None:
         raise Refused(f"a project named '{name}' exists ({clash.id}): import into it with --project {clash.id}, "

@@ -198,11 +198,11 @@ class Migration:
 
     def _with_settings(self, project: Project, target: Project) -> Project:
         """Settings CreateProject cannot set (image processing) go over with UpdateProject."""
-        wanted = project.image_processing_settings
-        if not wanted or dict(target.image_processing_settings or {}) == dict(wanted):
+        wanted = _given(project.image_processing_settings)
+        if not wanted or _given(target.image_processing_settings) == wanted:
             return target
         settings = dict(target.raw.get("settings") or {})
-        settings["imageProcessingSettings"] = dict(wanted)
+        settings["imageProcessingSettings"] = wanted
         return self.target.update_project(target.id, {"name": target.name, "description": target.description,
                                                       "settings": settings})
 
@@ -306,6 +306,11 @@ class Migration:
             iteration = self.target.iteration(target.id, iteration.id)
         report.training = {"iterationId": iteration.id, "status": iteration.status}
         self.progress.log(f"project '{target.name}': iteration {iteration.id} {iteration.status}")
+
+
+def _given(settings: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The settings that are set (Azure answers null for those that are not)."""
+    return {key: value for key, value in (settings or {}).items() if value is not None}
 
 
 def _matching_domain(domain_id: str, source_domains: Mapping[str, Domain], target_domains: list[Domain]) -> Domain:
