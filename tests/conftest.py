@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 import uvicorn
 from aiosmtpd.controller import Controller
 
+from opencustomvision.api.deps import Services
 from opencustomvision.app import build_services, create_app
 from opencustomvision.cli import prepare_default_resource
 from opencustomvision.config import Settings
@@ -70,6 +72,26 @@ def _database_url(data_dir: Path) -> str:
     return os.environ.get("OCV_TEST_DATABASE_URL") or f"sqlite:///{data_dir / 'ocv.sqlite3'}"
 
 
+@contextmanager
+def serving(settings: Settings, services: Services | None = None) -> Iterator[str]:
+    """The service on a free loopback port in a thread of this process; yields its endpoint."""
+    port = _free_port()
+    app = create_app(settings, services or build_services(settings))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
 @pytest.fixture(scope="session")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     data_dir = tmp_path_factory.mktemp("ocv-data")
@@ -87,18 +109,8 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     services = build_services(settings)
     with services.sessions() as session:
         other = create_resource(session, f"other-{uuid.uuid4().hex[:8]}")
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, services), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.05)
-    yield LiveServer(endpoint=f"http://127.0.0.1:{port}", settings=settings, default=default, other=other, mail=mail)
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(settings, services) as endpoint:
+        yield LiveServer(endpoint=endpoint, settings=settings, default=default, other=other, mail=mail)
     smtp.stop()
 
 
