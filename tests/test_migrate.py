@@ -1,7 +1,7 @@
 """``ocv migrate`` between two live servers on loopback, checked field by field through the official SDK.
 
 The source is the session's live server (a resource of its own); the target a second server with its
-own data folder and SQLite database (a fresh resource per test, so each test sees an empty account).
+own data folder and database (a fresh resource per test, so each test sees an empty account).
 Faults are real: a migration process killed with SIGKILL while the target is answering, and a real
 HTTP proxy in front of the source that answers 429 and 503 now and then and drops connections.
 """
@@ -29,7 +29,7 @@ from opencustomvision.cli import main
 from opencustomvision.config import Settings
 from opencustomvision.domain.resources import create_resource
 from opencustomvision.storage.db import create_db_engine, session_factory
-from tests.conftest import LiveServer, serving, shared_data
+from tests.conftest import LiveServer, _database_url, serving, shared_data
 from tests.http_proxy import DROP, FORWARD, HOLD, Proxy
 from tests.project_contents import contents, differences, trainer_for
 
@@ -59,7 +59,7 @@ def new_account(settings: Settings, endpoint: str) -> Account:
 @pytest.fixture(scope="module")
 def target_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, str]]:
     data_dir = tmp_path_factory.mktemp("ocv-target")
-    settings = Settings(data_dir=data_dir, database_url=f"sqlite:///{data_dir / 'ocv.sqlite3'}", url_allowlist=frozenset())
+    settings = Settings(data_dir=data_dir, database_url=_database_url(data_dir), url_allowlist=frozenset())
     with serving(settings) as endpoint:
         yield settings, endpoint
 
