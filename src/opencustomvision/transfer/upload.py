@@ -84,7 +84,7 @@ def metadata_key(metadata: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
 
 
 class Uploader:
-    """Uploads items to one project: loading a few batches ahead while earlier ones are sent."""
+    """Uploads items to one project, ``batches_in_flight`` batches at a time (each loaded, then sent)."""
 
     def __init__(self, client: CustomVisionClient, project_id: str, *, batches_in_flight: int = 2,
                  load_workers: int = 8, max_batch_bytes: int = MAX_BATCH_BYTES) -> None:
@@ -101,7 +101,8 @@ class Uploader:
             pending: set[Future[list[UploadResult]]] = set()
             for batch in _batches(items):
                 pending.add(uploads.submit(self._copy, batch, loads))
-                # One batch more than are being sent is loading, so the server never waits on the source.
+                # Each worker loads its batch, then sends it: while one batch is being sent the other loads.
+                # One more waits in the queue, so that a worker that finishes starts on the next at once.
                 while len(pending) > self.batches_in_flight:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for future in done:
