@@ -52,6 +52,15 @@ def exported(server: LiveServer, capsys: pytest.CaptureFixture[str], fmt: str, p
     return path
 
 
+def round_trip(server: LiveServer, capsys: pytest.CaptureFixture[str], trainer: CustomVisionTrainingClient, folder: Path,
+               fmt: str, project: tuple[str, dict[str, StoredImage]]) -> str:
+    """Export the project in ``fmt``, import that into a new project; assert both hold the same. The copy's id."""
+    project_id, stored = project
+    copy = imported(server, capsys, fmt, exported(server, capsys, fmt, folder / fmt, project_id))
+    assert differences(stored, contents(trainer, copy)) == []
+    return copy
+
+
 @pytest.fixture(scope="module")
 def trainer(live_server: LiveServer) -> CustomVisionTrainingClient:
     return trainer_for(live_server.endpoint, live_server.default.training_key)
@@ -122,18 +131,14 @@ def test_voc_import_of_bccd_holds_every_box_of_its_xml_files(bccd: tuple[str, di
 def test_bccd_round_trip_through_voc_whole(bccd: tuple[str, dict[str, StoredImage]], live_server: LiveServer,
                                           trainer: CustomVisionTrainingClient, tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
-    project_id, stored = bccd
-    copy = imported(live_server, capsys, "voc", exported(live_server, capsys, "voc", tmp_path / "voc", project_id))
-    assert differences(stored, contents(trainer, copy)) == []
+    round_trip(live_server, capsys, trainer, tmp_path, "voc", bccd)
 
 
 @pytest.mark.parametrize("fmt", DETECTION_FORMATS)
 def test_bccd_round_trip(fmt: str, bccd_subset: tuple[str, dict[str, StoredImage]], live_server: LiveServer,
                          trainer: CustomVisionTrainingClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    project_id, stored = bccd_subset
-    assert len(stored) == 40
-    copy = imported(live_server, capsys, fmt, exported(live_server, capsys, fmt, tmp_path / fmt, project_id))
-    assert differences(stored, contents(trainer, copy)) == []
+    assert len(bccd_subset[1]) == 40
+    round_trip(live_server, capsys, trainer, tmp_path, fmt, bccd_subset)
 
 
 def test_coco_export_reads_back_with_pycocotools(bccd: tuple[str, dict[str, StoredImage]], live_server: LiveServer,
@@ -169,9 +174,7 @@ def test_voc_import_of_raccoon_holds_every_box_of_its_xml_files(raccoon: tuple[s
 @pytest.mark.parametrize("fmt", DETECTION_FORMATS)
 def test_raccoon_round_trip(fmt: str, raccoon_subset: tuple[str, dict[str, StoredImage]], live_server: LiveServer,
                             trainer: CustomVisionTrainingClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    project_id, stored = raccoon_subset
-    copy = imported(live_server, capsys, fmt, exported(live_server, capsys, fmt, tmp_path / fmt, project_id))
-    assert differences(stored, contents(trainer, copy)) == []
+    round_trip(live_server, capsys, trainer, tmp_path, fmt, raccoon_subset)
 
 
 @pytest.fixture(scope="module")
@@ -197,10 +200,8 @@ def quickstart_detection(trainer: CustomVisionTrainingClient) -> tuple[str, dict
 def test_quickstart_detection_round_trip(fmt: str, quickstart_detection: tuple[str, dict[str, StoredImage]],
                                          live_server: LiveServer, trainer: CustomVisionTrainingClient, tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
-    project_id, stored = quickstart_detection
-    assert len(stored) == 40
-    copy = imported(live_server, capsys, fmt, exported(live_server, capsys, fmt, tmp_path / fmt, project_id))
-    assert differences(stored, contents(trainer, copy)) == []
+    assert len(quickstart_detection[1]) == 40
+    round_trip(live_server, capsys, trainer, tmp_path, fmt, quickstart_detection)
 
 
 @pytest.fixture(scope="module")
@@ -240,10 +241,8 @@ def quickstart_classification(quickstart_classes: Path, live_server: LiveServer,
 def test_quickstart_classification_round_trip(fmt: str, quickstart_classification: tuple[str, dict[str, StoredImage]],
                                               live_server: LiveServer, trainer: CustomVisionTrainingClient, tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
-    project_id, stored = quickstart_classification
-    assert len(stored) == 20
-    copy = imported(live_server, capsys, fmt, exported(live_server, capsys, fmt, tmp_path / fmt, project_id))
-    assert differences(stored, contents(trainer, copy)) == []
+    assert len(quickstart_classification[1]) == 20
+    copy = round_trip(live_server, capsys, trainer, tmp_path, fmt, quickstart_classification)
     assert trainer.get_project(copy).settings.classification_type == "Multiclass"
 
 
@@ -269,9 +268,7 @@ def multilabel_with_negative(trainer: CustomVisionTrainingClient) -> tuple[str, 
 def test_classification_round_trip(fmt: str, multilabel_with_negative: tuple[str, dict[str, StoredImage]],
                                    live_server: LiveServer, trainer: CustomVisionTrainingClient, tmp_path: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
-    project_id, stored = multilabel_with_negative
-    copy = imported(live_server, capsys, fmt, exported(live_server, capsys, fmt, tmp_path / fmt, project_id))
-    assert differences(stored, contents(trainer, copy)) == []
+    copy = round_trip(live_server, capsys, trainer, tmp_path, fmt, multilabel_with_negative)
     assert trainer.get_project(copy).settings.classification_type == "Multilabel"
     if fmt == "customvision":  # the format that carries tag types and descriptions
         types = {tag.name: (tag.type, tag.description or "") for tag in trainer.get_tags(copy)}
