@@ -81,9 +81,28 @@ def _allowed_methods(request: Request) -> list[str]:
             if any(route.matches(dict(request.scope, method=method))[0] == Match.FULL for route in request.app.router.routes)]
 
 
+_ANY_ID = "00000000-0000-0000-0000-000000000000"
+
+
+def _malformed_id(request: Request) -> str | None:
+    """The path segment that, were it a GUID, would make this path an operation's (ids are GUID-typed in the
+    routes, so ``/projects/import`` never reaches UpdateProject); None if the path is simply unknown."""
+    segments = request.scope.get("path", "").split("/")
+    for index, segment in enumerate(segments):
+        if not segment:
+            continue
+        probe = dict(request.scope, path="/".join([*segments[:index], _ANY_ID, *segments[index + 1:]]))
+        if any(route.matches(probe)[0] == Match.FULL for route in request.app.router.routes):
+            return segment
+    return None
+
+
 async def http_error_handler(request: Request, error: Exception) -> Response:
     assert isinstance(error, StarletteHTTPException)
     if error.status_code == 404:
+        malformed = _malformed_id(request)
+        if malformed is not None:
+            return error_response(request, "BadRequest", f"'{malformed}' is not a valid id (a GUID).")
         return error_response(request, "NotFound", f"No operation at {request.url.path}.")
     if error.status_code == 405:
         allowed = _allowed_methods(request)
