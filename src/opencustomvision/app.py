@@ -24,6 +24,7 @@ from opencustomvision.api.errors import (
 )
 from opencustomvision.api.routing import VersionedApiMiddleware
 from opencustomvision.api import prediction
+from opencustomvision.api.scenario import PREFIX as SCENARIO_PREFIX, create_scenario_app
 from opencustomvision.api.training import (
     domains,
     images,
@@ -34,6 +35,7 @@ from opencustomvision.api.training import (
     tags,
     unavailable,
 )
+from opencustomvision.captioning import BackgroundCaptioner, Labeler
 from opencustomvision.config import Settings
 from opencustomvision.domain.errors import DomainError
 from opencustomvision.imaging.fetch import FetchPolicy
@@ -75,6 +77,7 @@ def build_services(settings: Settings) -> Services:
     backbones = BackboneRegistry(settings.data_dir / "models")
     embeddings = EmbeddingCache(blobs)
     predictor = Predictor(blobs, backbones)
+    scorer = StoredImageScorer(predictor, embeddings, blobs)
     return Services(
         settings=settings,
         engine=engine,
@@ -83,11 +86,12 @@ def build_services(settings: Settings) -> Services:
         signer=BlobLinkSigner(bytes.fromhex(secret), settings.signed_url_ttl_seconds),
         fetch_policy=FetchPolicy(allowed_hosts=settings.url_allowlist),
         predictor=predictor,
-        scorer=StoredImageScorer(predictor, embeddings, blobs),
+        scorer=scorer,
         worker=InProcessWorker(sessions, TrainingJob(
             sessions, blobs, backbones, embeddings, TrainingNotifier(settings.smtp),
             advanced_max_seconds=settings.advanced_training_max_seconds,
         )),
+        captioner=BackgroundCaptioner(sessions, Labeler(backbones, embeddings, scorer)),
     )
 
 
@@ -97,7 +101,9 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         services.worker.start()
+        services.captioner.start()
         yield
+        services.captioner.stop()
         services.worker.stop()
 
     app = FastAPI(title="OpenCustomVision", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
@@ -106,12 +112,15 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         app.include_router(router, prefix="/training")
     app.include_router(prediction.router, prefix="/prediction")
     app.include_router(blobs.router)
+    app.mount(SCENARIO_PREFIX, create_scenario_app(services))
     app.add_exception_handler(DomainError, domain_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(ValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_middleware(VersionedApiMiddleware)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
+    # Scenario's room answers its own errors (its body limit and bug catcher are inside it).
+    rooms = (SCENARIO_PREFIX,)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes, skip=rooms)
     # Outermost, so the body limit answers its own refusals before anything counts them as bugs.
-    app.add_middleware(UnexpectedErrorMiddleware)
+    app.add_middleware(UnexpectedErrorMiddleware, skip=rooms)
     return app

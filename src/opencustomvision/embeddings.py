@@ -12,6 +12,7 @@ from opencustomvision.ml.backbone import Backbone
 from opencustomvision.ml.preprocess import resized_short_side
 from opencustomvision.storage.blobs import BlobStore
 from opencustomvision.storage.models import ImageEmbedding
+from opencustomvision.storage.upsert import insert_missing
 
 EMBEDDING_BATCH = 32
 
@@ -36,9 +37,12 @@ class EmbeddingCache:
                 short_side = resized_short_side(backbone.spec.input_size)
                 pictures = [load_rgb(self._blobs.get(images[image_id].resized_key), min_short_side=short_side) for image_id in chunk]
                 vectors = backbone.embed_images(pictures, batch_size=EMBEDDING_BATCH)
-                for image_id, vector in zip(chunk, vectors):
-                    cached[image_id] = vector
-                    session.merge(ImageEmbedding(image_id=image_id, backbone=backbone.identity, vector=vector.astype(np.float32).tobytes()))
+                cached.update(zip(chunk, vectors))
+                # Training and the captioner may embed the same new image at once: both compute the same vector.
+                insert_missing(session, ImageEmbedding, [
+                    {"image_id": image_id, "backbone": backbone.identity, "vector": vector.astype(np.float32).tobytes()}
+                    for image_id, vector in zip(chunk, vectors)
+                ])
                 session.commit()
         if not image_ids:
             return np.empty((0, 0), dtype=np.float32)

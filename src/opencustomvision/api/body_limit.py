@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from opencustomvision.api.errors import TrackedSend, send_error
+from opencustomvision.api.errors import ErrorSender, TrackedSend, passes_through, send_error
 
 
 class _BodyTooLarge(Exception):
@@ -12,12 +12,16 @@ class _BodyTooLarge(Exception):
 
 
 class BodySizeLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    """``skip``: path prefixes of rooms with their own error body; ``send``: how this one writes its refusal."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, *, skip: tuple[str, ...] = (), send: ErrorSender = send_error) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.skip = skip
+        self.send_error = send
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if passes_through(scope, self.skip):
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
@@ -44,4 +48,4 @@ class BodySizeLimitMiddleware:
                 await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
-        await send_error(send, 413, "BadRequestImageSizeBytes", f"The request body is larger than {self.max_bytes} bytes.")
+        await self.send_error(send, 413, "BadRequestImageSizeBytes", f"The request body is larger than {self.max_bytes} bytes.")

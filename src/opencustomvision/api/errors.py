@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable, Callable
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
@@ -44,7 +45,7 @@ async def domain_error_handler(request: Request, error: Exception) -> Response:
     return error_response(request, error.code, error.message)
 
 
-def _describe(errors: list) -> str:  # type: ignore[type-arg]
+def describe_validation_errors(errors: list) -> str:  # type: ignore[type-arg]
     parts = []
     for error in errors[:5]:
         location = ".".join(str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path"))
@@ -54,7 +55,7 @@ def _describe(errors: list) -> str:  # type: ignore[type-arg]
 
 async def validation_error_handler(request: Request, error: Exception) -> Response:
     assert isinstance(error, (RequestValidationError, ValidationError))
-    return error_response(request, "BadRequest", f"Invalid request: {_describe(error.errors())}")
+    return error_response(request, "BadRequest", f"Invalid request: {describe_validation_errors(error.errors())}")
 
 
 async def http_error_handler(request: Request, error: Exception) -> Response:
@@ -86,18 +87,29 @@ async def send_error(send: Send, status: int, code: str, message: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+ErrorSender = Callable[[Send, int, str, str], Awaitable[None]]
+
+
+def passes_through(scope: Scope, prefixes: tuple[str, ...]) -> bool:
+    """Whether a request belongs to another room (Scenario's /v1), which answers its own errors."""
+    return scope["type"] != "http" or any(scope["path"] == p or scope["path"].startswith(p + "/") for p in prefixes)
+
+
 class UnexpectedErrorMiddleware:
     """Answers a bug with 500 ErrorUnknown and keeps the connection usable.
 
     Starlette's own catch-all re-raises after answering, which makes the server drop the
     keep-alive connection; clients then fail their next request with a reset.
+    ``skip``: path prefixes of rooms with their own error body; ``send``: how this one writes its error.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, skip: tuple[str, ...] = (), send: ErrorSender = send_error) -> None:
         self.app = app
+        self.skip = skip
+        self.send_error = send
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if passes_through(scope, self.skip):
             await self.app(scope, receive, send)
             return
         tracked = TrackedSend(send)
@@ -107,4 +119,4 @@ class UnexpectedErrorMiddleware:
             logger.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
             if tracked.started:
                 raise
-            await send_error(send, 500, "ErrorUnknown", "The server failed to handle this request.")
+            await self.send_error(send, 500, "ErrorUnknown", "The server failed to handle this request.")

@@ -28,12 +28,16 @@ def resources_add(args: argparse.Namespace) -> int:
             "trainingKey": credentials.training_key,
             "predictionKey": credentials.prediction_key,
             "predictionResourceId": credentials.prediction_resource_id,
+            "scenarioApiKey": credentials.scenario_api_key,
+            "scenarioApiSecret": credentials.scenario_api_secret,
         }))
     else:
         print(f"resource:               {credentials.name}")
         print(f"training key:           {credentials.training_key}")
         print(f"prediction key:         {credentials.prediction_key}")
         print(f"prediction resource id: {credentials.prediction_resource_id}")
+        print(f"Scenario API key:       {credentials.scenario_api_key}")
+        print(f"Scenario API secret:    {credentials.scenario_api_secret}")
         print("Keep the keys now: they are stored only as hashes and cannot be shown again.")
     return 0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
@@ -23,7 +23,7 @@ from opencustomvision.imaging.decode import ImageFormatError, ImageLimits, Image
 from opencustomvision.imaging.fetch import FetchError, FetchPolicy, fetch_bytes
 from opencustomvision.storage.atomic import commit_or_discard, put_all
 from opencustomvision.storage.blobs import BlobStore
-from opencustomvision.storage.models import Image, ImageMetadata, ImageTag, IterationImage, Project, Region, Tag, utcnow
+from opencustomvision.storage.models import Base, Image, ImageMetadata, ImageTag, IterationImage, Project, Region, Tag, utcnow
 
 TaggingStatus = Literal["All", "Tagged", "Untagged"]
 OrderBy = Literal["Newest", "Oldest"]
@@ -43,10 +43,12 @@ class RegionInput:
 
 @dataclass
 class ImageInput:
-    """One image of a creation batch: bytes already at hand, or a URL to fetch."""
+    """One image of a creation batch: bytes already at hand, a URL to fetch, or an image checked before."""
 
     data: bytes | None = None
     source_url: str | None = None
+    # Already decoded, checked and resized by prepare_image (a Scenario asset): stored as it is.
+    prepared: PreparedImage | None = None
     tag_ids: list[str] = field(default_factory=list)
     regions: list[RegionInput] = field(default_factory=list)
 
@@ -190,6 +192,8 @@ def _blob_keys(project_id: str, image_id: str) -> tuple[str, str, str]:
 
 def _obtain_and_prepare(source: ImageInput, fetch_policy: FetchPolicy) -> PreparedImage | str:
     """The prepared image, or the spec's status naming why it cannot be one."""
+    if source.prepared is not None:
+        return source.prepared
     data = source.data
     if data is None:
         try:
@@ -213,8 +217,13 @@ def create_images(
     tag_ids: Sequence[str] = (),
     metadata: dict[str, str] | None = None,
     fetch_policy: FetchPolicy = FetchPolicy(),
+    companions: Callable[[Image, ImageInput], Sequence[Base]] | None = None,
 ) -> list[ImageCreateOutcome]:
-    """Add a batch of images. Each image is stored whole or not at all; the others are unaffected."""
+    """Add a batch of images. Each image is stored whole or not at all; the others are unaffected.
+
+    ``companions``: rows that belong with each newly stored image (another room's view of it), stored in
+    the same savepoint as the image.
+    """
     if not sources:
         raise DomainError("BadRequestImageBatch", "The batch holds no images.")
     if len(sources) > limits.MAX_IMAGES_PER_BATCH:
@@ -263,7 +272,8 @@ def create_images(
         if duplicate is not None:
             outcomes.append(ImageCreateOutcome(status="OKDuplicate", image=duplicate, source_url=source.source_url))
             continue
-        image = _store_image(session, blobs, project, result, plan[1], source.regions, metadata, written)
+        image = _store_image(session, blobs, project, result, plan[1], source.regions, metadata, written,
+                             (lambda stored, source=source: companions(stored, source)) if companions else None)
         if image is None:
             outcomes.append(ImageCreateOutcome(status="ErrorStorage", image=None, source_url=source.source_url))
             continue
@@ -284,6 +294,7 @@ def _store_image(
     regions: Sequence[RegionInput],
     metadata: dict[str, str],
     written: list[str],
+    companions: Callable[[Image], Sequence[Base]] | None,
 ) -> Image | None:
     image_id = str(uuid.uuid4())
     original_key, resized_key, thumbnail_key = _blob_keys(project.id, image_id)
@@ -316,6 +327,9 @@ def _store_image(
             )
             session.add(image)
             session.flush()
+            if companions is not None:
+                session.add_all(companions(image))
+                session.flush()
     except SQLAlchemyError:
         for key in keys_for_image:
             blobs.delete(key)
