@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from opencustomvision.api.body_limit import BodySizeLimitMiddleware
 from opencustomvision.api.deps import Services
 from opencustomvision.api.errors import UnexpectedErrorMiddleware
-from opencustomvision.api.scenario import assets, models, training_images
+from opencustomvision.api.scenario import assets, jobs, models, training_images
 from opencustomvision.api.scenario.errors import (
     domain_error_handler, http_error_handler, send_scenario_error, validation_error_handler,
 )
@@ -26,7 +26,7 @@ PREFIX = "/v1"
 def create_scenario_app(services: Services) -> FastAPI:
     app = FastAPI(title="OpenCustomVision: Scenario API", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.services = services
-    for router in (models.router, assets.router, training_images.router):
+    for router in (models.router, assets.router, training_images.router, jobs.router):
         app.include_router(router)
     app.add_exception_handler(DomainError, domain_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)

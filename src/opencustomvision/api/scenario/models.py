@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from starlette.responses import Response
@@ -11,8 +11,8 @@ from opencustomvision.api.deps import Links, ServicesDep, SessionDep
 from opencustomvision.api.scenario import schemas
 from opencustomvision.api.scenario.auth import ScenarioResource
 from opencustomvision.api.scenario.common import OriginalAssets, PaginationToken, answer, model_project
-from opencustomvision.api.scenario.presenters import present_model
-from opencustomvision.domain import scenario_models
+from opencustomvision.api.scenario.presenters import present_job, present_model
+from opencustomvision.domain import scenario_models, scenario_training
 from opencustomvision.domain.pairs import list_pairs
 from opencustomvision.domain.paging import page
 from opencustomvision.domain.projects import delete_project, list_projects
@@ -33,7 +33,7 @@ def model_view(session: SessionDep, services: ServicesDep, links: Links, project
         project, status=scenario_models.status_of(latest),
         image_count=scenario_models.image_counts(session, [project.id]).get(project.id, 0),
         links=links, original=original, training_images=training_images, pairs=list_pairs(session, project),
-        latest=latest,
+        latest=latest, job=scenario_training.training_job_of(session, latest),
     )
 
 
@@ -76,3 +76,28 @@ def update_model(model_id: str, body: schemas.ModelUpdateBody, session: SessionD
 def delete_model(model_id: str, session: SessionDep, services: ServicesDep, resource: ScenarioResource) -> Response:
     delete_project(session, services.blobs, model_project(session, resource, model_id))
     return answer({})
+
+
+@router.put("/models/{model_id}/train")
+def train_model(model_id: str, session: SessionDep, services: ServicesDep, links: Links, resource: ScenarioResource,
+                body: schemas.TrainBody | None = None,
+                dry_run: Annotated[Literal["true", "api"] | None, Query(alias="dryRun")] = None,
+                original_assets: OriginalAssets = False) -> Response:
+    """Train the project as TrainProject does; Scenario's training ``parameters`` do not apply to its classifier."""
+    project = model_project(session, resource, model_id)
+    advanced_enabled = services.settings.advanced_training_max_seconds > 0
+    training = scenario_training.train_model(session, project, advanced_enabled=advanced_enabled, dry_run=dry_run is not None)
+    if training is None:  # Scenario answers an estimate with 269; training here costs no credits
+        return answer({"model": model_view(session, services, links, project, original=original_assets),
+                       "creativeUnitsCost": 0, "creativeUnitsDiscount": 0}, status=269)
+    services.jobs.submit(training.job.id)
+    return answer({"model": model_view(session, services, links, project, original=original_assets),
+                   "job": present_job(training.job, training.iteration)})
+
+
+@router.post("/models/{model_id}/train/action")
+def train_action(model_id: str, body: schemas.TrainActionBody, session: SessionDep, services: ServicesDep, links: Links,
+                 resource: ScenarioResource) -> Response:
+    project = model_project(session, resource, model_id)
+    scenario_training.cancel_model_training(session, project)
+    return answer({"model": model_view(session, services, links, project, original=False)})

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from opencustomvision.api.deps import BlobLinks
 from opencustomvision.api.scenario import ids, schemas
 from opencustomvision.domain.scenario_models import DEFAULT_TYPE
+from opencustomvision.domain.scenario_training import JOB_STATUSES
 from opencustomvision.domain.training_images import TrainingImage
 from opencustomvision.storage import models
 
@@ -39,10 +40,19 @@ def present_pair(pair: models.TrainingImagePair) -> schemas.TrainingImagePair:
     )
 
 
+def _progress(job: models.Job) -> schemas.TrainingProgress:
+    moment = job.heartbeat_at or job.started or job.created
+    return schemas.TrainingProgress(
+        stage="running-train" if job.status == "running" else "queued-for-train",
+        updated_at=moment.timestamp() * 1000, progress=job.progress,
+        started_at=job.started.timestamp() * 1000 if job.started else None,
+    )
+
+
 def present_model(project: models.Project, *, status: str, image_count: int, links: BlobLinks, original: bool,
                   training_images: list[TrainingImage] | None = None,
                   pairs: list[models.TrainingImagePair] | None = None,
-                  latest: models.Iteration | None = None, job_id: str | None = None) -> schemas.Model:
+                  latest: models.Iteration | None = None, job: models.Job | None = None) -> schemas.Model:
     model_type = project.scenario_type or DEFAULT_TYPE
     stats = None
     if latest is not None:
@@ -61,7 +71,8 @@ def present_model(project: models.Project, *, status: str, image_count: int, lin
         name=project.name,
         short_description=project.description or None,
         owner_id=project.resource_id,
-        job_id=job_id,
+        job_id=ids.encode(ids.JOB, job.id) if job is not None else None,
+        training_progress=_progress(job) if job is not None and status == "training" else None,
         training_images=[present_training_image(t, links, original=original) for t in training_images]
         if training_images is not None else None,
         training_image_pairs=[present_pair(pair) for pair in pairs] if pairs is not None else None,
@@ -83,4 +94,27 @@ def present_asset(asset: models.ScenarioAsset, links: BlobLinks, *, original: bo
         url=links.url(asset.original_key if original else asset.resized_key),
         description=asset.description or None,
         thumbnail=schemas.AssetThumbnail(asset_id=asset_id, url=links.url(asset.thumbnail_key)),
+    )
+
+
+def present_job(job: models.Job, iteration: models.Iteration | None) -> schemas.Job:
+    history = [schemas.JobStatusHistory(date=iso(job.created), status="queued")]
+    if job.started is not None:
+        history.append(schemas.JobStatusHistory(date=iso(job.started), status="in-progress"))
+    status = JOB_STATUSES.get(job.status, "failure")
+    if job.finished is not None:
+        history.append(schemas.JobStatusHistory(date=iso(job.finished), status=status))  # type: ignore[arg-type]
+    model_id = ids.encode(ids.MODEL, job.project_id) if job.project_id else None
+    error = job.error if job.status == "failed" else None
+    if error is None and iteration is not None and iteration.status == "Failed" and job.status != "canceled":
+        error = iteration.failure_reason
+    return schemas.Job(
+        job_id=ids.encode(ids.JOB, job.id),
+        created_at=iso(job.created),
+        updated_at=iso(job.finished or job.heartbeat_at or job.started or job.created),
+        metadata=schemas.JobMetadata(error=error, output_model_id=model_id,
+                                     input={"modelId": model_id, "iterationId": job.subject_id}),
+        progress=job.progress,
+        status=status,  # type: ignore[arg-type]
+        status_history=history,
     )

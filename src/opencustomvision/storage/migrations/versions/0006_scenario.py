@@ -1,7 +1,7 @@
 """Scenario's API over the same store: key pairs, assets, training image details, captions, pairs
 
 Revision ID: 0006_scenario
-Revises: 0004
+Revises: 0005
 Create Date: 2026-12-01 09:00:00
 
 Only new tables and one nullable column: SQLite's batch mode would rebuild an existing table, and dropping
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 
 revision = '0006_scenario'
-down_revision = '0004'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 
