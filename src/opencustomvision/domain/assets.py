@@ -16,7 +16,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from opencustomvision.domain import limits
-from opencustomvision.domain.errors import DomainError, not_found
+from opencustomvision.domain.errors import DomainError
 from opencustomvision.domain.naming import bounded_description, require_storable_text
 from opencustomvision.imaging.decode import (
     ImageFormatError, ImageLimits, ImageSizeError, PreparedImage, prepare_image, restore_prepared,
@@ -103,7 +103,7 @@ def get_asset(session: Session, resource: Resource, asset_id: str) -> ScenarioAs
     # Another resource's asset answers exactly like a missing one.
     asset = session.get(ScenarioAsset, asset_id)
     if asset is None or asset.resource_id != resource.id:
-        raise not_found("NotFoundImage", "Asset", asset_id)
+        raise DomainError("NotFoundImage", "This asset was not found.")
     return asset
 
 

@@ -97,14 +97,17 @@ def _plan(session: Session, blobs: BlobStore, resource: Resource, project: Proje
     """Everything checked before anything is stored: a refusal stores nothing."""
     plan = _Plan()
     if source.asset_id is not None or source.asset_ids is not None:
+        # The client's own ids, for messages: ``asset_ids`` are the same ids decoded.
+        named = dict(zip(asset_ids, source.asset_ids if source.asset_ids is not None else [source.asset_id]))
         wanted = list(dict.fromkeys(asset_ids))
         found = asset_rules.assets_by_id(session, resource, wanted)
         missing = [asset_id for asset_id in wanted if asset_id not in found]
         if missing:
-            raise DomainError("NotFoundImage", f"Asset {missing[0]} was not found.")
-        already = _already_training_images(session, project, wanted)
+            raise DomainError("NotFoundImage", f"Asset {named[missing[0]]} was not found.")
+        already = set(_already_training_images(session, project, wanted))
         if already:
-            raise DomainError("BadRequestImageExists", f"Asset {already[0]} is already a training image of this model.")
+            first = next(asset_id for asset_id in wanted if asset_id in already)
+            raise DomainError("BadRequestImageExists", f"Asset {named[first]} is already a training image of this model.")
         for asset_id in wanted:
             asset = found[asset_id]
             plan.sources.append(ImageInput(prepared=asset_rules.prepared_asset(blobs, asset)))

@@ -55,17 +55,12 @@ def update_asset(asset_id: str, body: schemas.AssetUpdateBody, session: SessionD
 @router.delete("/assets")
 def delete_assets(body: schemas.AssetDeleteBody, session: SessionDep, services: ServicesDep,
                   resource: ScenarioResource) -> Response:
-    if len(body.asset_ids) > assets.MAX_ASSETS_PER_DELETE:
-        raise DomainError("BadRequestExceededBatchSize", f"At most {assets.MAX_ASSETS_PER_DELETE} assets per request.")
-    # Ids that are not ours name nothing of this resource: like another resource's, they delete nothing.
-    decoded = []
-    for asset_id in body.asset_ids:
-        try:
-            decoded.append(ids.decode(ids.ASSET, asset_id, what="Asset"))
-        except DomainError:
-            continue
     if not body.asset_ids:
         raise DomainError("BadRequestRequiredParamIsNull", "Give the assetIds to delete.")
+    if len(body.asset_ids) > assets.MAX_ASSETS_PER_DELETE:
+        raise DomainError("BadRequestExceededBatchSize", f"At most {assets.MAX_ASSETS_PER_DELETE} assets per request.")
+    # An id that is not one of ours names nothing of this resource: like another resource's, it deletes nothing.
+    decoded = [decoded_id for asset_id in body.asset_ids if (decoded_id := ids.decoded_or_none(ids.ASSET, asset_id))]
     if decoded:
         assets.delete_assets(session, services.blobs, resource, decoded)
     return answer({})

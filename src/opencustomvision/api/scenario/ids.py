@@ -23,16 +23,23 @@ def encode(prefix: str, identifier: str) -> str:
     return prefix + "".join(reversed(digits))
 
 
+def decoded_or_none(prefix: str, text: str) -> str | None:
+    """The UUID behind a Scenario id, or None when ``text`` is not one of ours."""
+    body = text[len(prefix):] if text.startswith(prefix) else ""
+    if len(body) != _LENGTH or not all(character in _INDEX for character in body):
+        return None
+    value = 0
+    for character in body:
+        value = value * 62 + _INDEX[character]
+    return str(uuid.UUID(int=value)) if value < 2**128 else None
+
+
 def decode(prefix: str, text: str, *, what: str) -> str:
     """The UUID behind a Scenario id; anything that is not one of ours answers as absent."""
-    body = text[len(prefix):] if text.startswith(prefix) else ""
-    value = 0
-    if len(body) == _LENGTH and all(character in _INDEX for character in body):
-        for character in body:
-            value = value * 62 + _INDEX[character]
-        if value < 2**128:
-            return str(uuid.UUID(int=value))
-    raise DomainError(_NOT_FOUND_CODES.get(prefix, "NotFound"), f"{what} {text} was not found.")
+    decoded = decoded_or_none(prefix, text)
+    if decoded is None:
+        raise DomainError(_NOT_FOUND_CODES.get(prefix, "NotFound"), f"{what} {text} was not found.")
+    return decoded
 
 
 _NOT_FOUND_CODES = {MODEL: "NotFoundProject", ASSET: "NotFoundImage", JOB: "NotFound"}
