@@ -123,6 +123,7 @@ def ocv_server(
     prediction_key: str | None = None,
     prediction_resource_id: str | None = None,
     database_url: str | None = None,
+    scenario_keys: tuple[str, str] | None = None,
     log_level: str = "warning",
     timeout: float = 60,
 ) -> Iterator[Server]:
@@ -137,6 +138,8 @@ def ocv_server(
         env["OCV_PREDICTION_RESOURCE_ID"] = prediction_resource_id
     if database_url:
         env["OCV_DATABASE_URL"] = database_url
+    if scenario_keys:
+        env["OCV_SCENARIO_API_KEY"], env["OCV_SCENARIO_API_SECRET"] = scenario_keys
     command = [*ocv_command(), "serve", "--data-dir", str(data_dir), "--host", "127.0.0.1",
                "--port", str(port), "--log-level", log_level]
     with log.open("wb") as log_file:

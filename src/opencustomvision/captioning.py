@@ -8,21 +8,24 @@ computes are the ones training needs anyway (the project's own backbone), cached
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import queue
 import threading
 from collections.abc import Sequence
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from opencustomvision.domain.assets import SCENARIO_BACKBONE, embeddings_of_images_from, store_asset_embeddings
 from opencustomvision.domain.captions import ensure_captions
 from opencustomvision.embeddings import EmbeddingCache
 from opencustomvision.inference import StoredImageScorer
 from opencustomvision.ml.captions import ImageNetLabeler
 from opencustomvision.ml.registry import BackboneRegistry
-from opencustomvision.storage.models import Image, Project
+from opencustomvision.storage.models import Image, Project, ScenarioAsset
 
 logger = logging.getLogger(__name__)
 _LOWEST_PRIORITY = 19
@@ -31,20 +34,35 @@ _LOWEST_PRIORITY = 19
 class Labeler:
     """domain.captions.ImageLabeler over this process's backbones, embedding cache and trained models."""
 
-    def __init__(self, backbones: BackboneRegistry, embeddings: EmbeddingCache, scorer: StoredImageScorer) -> None:
+    def __init__(self, backbones: BackboneRegistry, embeddings: EmbeddingCache, scorer: StoredImageScorer,
+                 *, background: bool = False) -> None:
         self._backbones = backbones
         self._embeddings = embeddings
         self._scorer = scorer
+        # The background captioner's labeler waits for embeddings others compute; nobody waits for it.
+        self._background = background
         self._imagenet: dict[str, ImageNetLabeler] = {}
         self._lock = threading.Lock()
 
+    def in_background(self) -> Labeler:
+        """The same labeler (sharing its loaded classifiers), for the background captioner."""
+        twin = copy.copy(self)
+        twin._background = True
+        return twin
+
     def rank(self, session: Session, model_key: str, image_ids: list[str]) -> list[list[tuple[str, float]]]:
-        return self._scorer.rank(session, model_key, image_ids)
+        return self._scorer.rank(session, model_key, image_ids, background=self._background)
 
     def imagenet_labels(self, session: Session, backbone: str, image_ids: list[str]) -> list[str]:
-        model = self._backbones.get(backbone)
-        features = self._embeddings.for_images(session, image_ids, model)
+        features = self._embeddings.for_images(session, image_ids, self._backbones.get(backbone), background=self._background)
+        return self.labels_of(features, backbone)
+
+    def labels_of(self, features: np.ndarray, backbone: str) -> list[str]:
         return self._classifier(backbone).labels(features)
+
+    def embed_assets(self, assets: list[ScenarioAsset], backbone: str) -> np.ndarray:
+        """Vectors of uploaded assets, before any model takes them."""
+        return self._embeddings.embed_stored([asset.resized_key for asset in assets], self._backbones.get(backbone))
 
     def _classifier(self, backbone: str) -> ImageNetLabeler:
         with self._lock:
@@ -61,8 +79,10 @@ class BackgroundCaptioner:
 
     def __init__(self, sessions: sessionmaker[Session], labeler: Labeler) -> None:
         self._sessions = sessions
-        self.labeler = labeler
-        self._queue: queue.Queue[list[str] | None] = queue.Queue()
+        self.labeler = labeler  # for requests, which make the captions they answer with
+        self._labeler = labeler.in_background()
+        # ("images", ids) or ("assets", ids); None stops the thread.
+        self._queue: queue.Queue[tuple[str, list[str]] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -77,12 +97,14 @@ class BackgroundCaptioner:
             self._thread = None
 
     def submit(self, image_ids: Sequence[str]) -> None:
+        """Stored images, to caption (and embed with their project's backbone, which training reuses)."""
         if image_ids:
-            self._queue.put(list(image_ids))
+            self._queue.put(("images", list(image_ids)))
 
-    def wait_idle(self) -> None:
-        """Block until everything submitted so far is captioned (benchmarks measure the whole ingest)."""
-        self._queue.join()
+    def submit_assets(self, asset_ids: Sequence[str]) -> None:
+        """Uploaded assets, to embed ahead of time: a model that takes them then has their caption at once."""
+        if asset_ids:
+            self._queue.put(("assets", list(asset_ids)))
 
     def _loop(self) -> None:
         try:
@@ -90,15 +112,29 @@ class BackgroundCaptioner:
         except (AttributeError, OSError):  # not Linux, or not allowed: run at normal priority
             pass
         while True:
-            image_ids = self._queue.get()
+            item = self._queue.get()
             try:
-                if image_ids is None:
+                if item is None:
                     return
-                self._caption(image_ids)
-            except Exception:  # a caption is made again on first read; this only keeps the thread alive
-                logger.exception("captioning %d images failed", len(image_ids or []))
+                kind, ids = item
+                self._embed_assets(ids) if kind == "assets" else self._caption(ids)
+            except Exception:  # what is missing is made again when first needed; this only keeps the thread alive
+                logger.exception("background captioning of %s failed", item[0] if item else "?")
             finally:
                 self._queue.task_done()
+
+    def _embed_assets(self, asset_ids: list[str]) -> None:
+        with self._sessions() as session:
+            assets = list(session.scalars(select(ScenarioAsset).where(ScenarioAsset.id.in_(asset_ids))))
+            # An asset a model took before this turn came was embedded then, as that model's image: reuse it.
+            vectors = embeddings_of_images_from(session, [asset.id for asset in assets], SCENARIO_BACKBONE)
+            todo = [asset for asset in assets if asset.id not in vectors]
+            if todo:
+                vectors.update(zip([asset.id for asset in todo], self._labeler.embed_assets(todo, SCENARIO_BACKBONE)))
+            if assets:
+                ordered = np.stack([vectors[asset.id] for asset in assets])
+                store_asset_embeddings(session, assets, SCENARIO_BACKBONE, ordered,
+                                       self._labeler.labels_of(ordered, SCENARIO_BACKBONE))
 
     def _caption(self, image_ids: list[str]) -> None:
         with self._sessions() as session:
@@ -108,4 +144,4 @@ class BackgroundCaptioner:
             for project_id, ids in by_project.items():
                 project = session.get(Project, project_id)
                 if project is not None:
-                    ensure_captions(session, self.labeler, project, ids)
+                    ensure_captions(session, self._labeler, project, ids)

@@ -12,10 +12,14 @@ import re
 import uuid
 from collections.abc import Sequence
 
+import numpy as np
+
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from opencustomvision.domain import limits
+from opencustomvision.domain.captions import caption_for
+from opencustomvision.domain.catalog import DEFAULT_DOMAIN_ID, backbone_for
 from opencustomvision.domain.errors import DomainError
 from opencustomvision.domain.naming import bounded_description, require_storable_text
 from opencustomvision.imaging.decode import (
@@ -23,9 +27,14 @@ from opencustomvision.imaging.decode import (
 )
 from opencustomvision.storage.atomic import commit_or_discard, put_all
 from opencustomvision.storage.blobs import BlobStore
-from opencustomvision.storage.models import Resource, ScenarioAsset, utcnow
+from opencustomvision.storage.models import (
+    ImageEmbedding, Resource, ScenarioAsset, ScenarioAssetEmbedding, TrainingImageDetails, utcnow,
+)
+from opencustomvision.storage.upsert import insert_missing
 
 MAX_ASSETS_PER_DELETE = 100
+# Assets are embedded ahead of time with the backbone of the models Scenario clients create (the default domain).
+SCENARIO_BACKBONE = backbone_for(DEFAULT_DOMAIN_ID)
 MAX_ASSET_NAME_LENGTH = 256
 # Base64 of the largest image accepted, and a little room for a data URL's header.
 _MAX_ENCODED_LENGTH = 4 * -(-limits.MAX_IMAGE_BYTES // 3) + 256
@@ -150,3 +159,41 @@ def prepared_asset(blobs: BlobStore, asset: ScenarioAsset) -> PreparedImage:
     return restore_prepared(width=asset.width, height=asset.height, format=asset.format, sha256=asset.sha256,
                             original=blobs.get(asset.original_key), resized=blobs.get(asset.resized_key),
                             thumbnail=blobs.get(asset.thumbnail_key))
+
+
+def store_asset_embeddings(session: Session, assets: Sequence[ScenarioAsset], backbone: str, vectors: np.ndarray,
+                           labels: Sequence[str]) -> None:
+    insert_missing(session, ScenarioAssetEmbedding, [
+        {"asset_id": asset.id, "backbone": backbone, "vector": np.asarray(vector, np.float32).tobytes(), "label": label}
+        for asset, vector, label in zip(assets, vectors, labels)
+    ])
+    session.commit()
+
+
+def asset_captions(session: Session, asset_ids: Sequence[str]) -> dict[str, str]:
+    """The automatic caption of those assets already embedded (ImageNet's label for them)."""
+    if not asset_ids:
+        return {}
+    query = select(ScenarioAssetEmbedding).where(ScenarioAssetEmbedding.asset_id.in_(list(asset_ids)),
+                                                 ScenarioAssetEmbedding.backbone == SCENARIO_BACKBONE)
+    return {row.asset_id: caption_for(row.label) for row in session.scalars(query)}
+
+
+def carry_embeddings(session: Session, made_from: Sequence[tuple[str, str]]) -> None:
+    """Images made from assets (image id, asset id) start with the assets' embeddings: same resized copy, same vector."""
+    if not made_from:
+        return
+    asset_of = {asset_id: image_id for image_id, asset_id in made_from}
+    rows = session.scalars(select(ScenarioAssetEmbedding).where(ScenarioAssetEmbedding.asset_id.in_(list(asset_of))))
+    insert_missing(session, ImageEmbedding, [{"image_id": asset_of[row.asset_id], "backbone": row.backbone, "vector": row.vector}
+                                             for row in rows])
+
+
+def embeddings_of_images_from(session: Session, asset_ids: Sequence[str], backbone: str) -> dict[str, np.ndarray]:
+    """Vectors already computed for images made from these assets: the assets' own (same resized copy)."""
+    if not asset_ids:
+        return {}
+    query = (select(TrainingImageDetails.source_asset_id, ImageEmbedding.vector)
+             .join(ImageEmbedding, ImageEmbedding.image_id == TrainingImageDetails.image_id)
+             .where(TrainingImageDetails.source_asset_id.in_(list(asset_ids)), ImageEmbedding.backbone == backbone))
+    return {asset_id: np.frombuffer(vector, dtype=np.float32) for asset_id, vector in session.execute(query)}

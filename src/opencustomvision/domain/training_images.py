@@ -153,6 +153,7 @@ def add_training_images(session: Session, blobs: BlobStore, labeler: ImageLabele
         if outcome.status == "OKDuplicate":
             _link_duplicate(session, outcome.image, name, asset)
         stored.append(outcome.image)
+    asset_rules.carry_embeddings(session, [(image.id, asset.id) for image, asset in zip(stored, plan.assets) if asset is not None])
     session.commit()
     return present_training_images(session, labeler, project, stored, preset=source.preset)
 

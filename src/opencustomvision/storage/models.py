@@ -339,6 +339,18 @@ class ScenarioAsset(Base):
     thumbnail_key: Mapped[str] = mapped_column(String(256))
 
 
+class ScenarioAssetEmbedding(Base):
+    """An asset's embedding by a backbone and that backbone's ImageNet label, made in the background after upload:
+    an image made from the asset starts with them (same resized copy, same vector)."""
+
+    __tablename__ = "scenario_asset_embeddings"
+
+    asset_id: Mapped[str] = mapped_column(ForeignKey("scenario_assets.id", ondelete="CASCADE"), primary_key=True)
+    backbone: Mapped[str] = mapped_column(String(64), primary_key=True)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    label: Mapped[str] = mapped_column(String(256))
+
+
 class TrainingImageDetails(Base):
     """What a Scenario client said about a project image: its file name, its description, the asset it came from."""
 

@@ -26,6 +26,8 @@ def upload_asset(body: schemas.AssetUploadBody, session: SessionDep, services: S
     if body.image is None:
         raise DomainError("BadRequest", "Give the image (base64, or a data URL); canvases are not supported here.")
     asset = assets.create_asset(session, services.blobs, resource, name=body.name, image_text=body.image)
+    # Embedded (and captioned) in the background, so that a model taking it as a training image has its caption.
+    services.captioner.submit_assets([asset.id])
     return answer({"asset": present_asset(asset, links, original=original_assets)})
 
 
@@ -33,15 +35,17 @@ def upload_asset(body: schemas.AssetUploadBody, session: SessionDep, services: S
 def list_assets(session: SessionDep, links: Links, resource: ScenarioResource, page_size: PageSize = 50,
                 pagination_token: PaginationToken = None, original_assets: OriginalAssets = False) -> Response:
     chosen, token = page(assets.list_assets(session, resource), pagination_token, page_size, error_code="BadRequest")
-    return answer({"assets": [present_asset(asset, links, original=original_assets) for asset in chosen],
-                   "nextPaginationToken": token})
+    captions = assets.asset_captions(session, [asset.id for asset in chosen])
+    return answer({"assets": [present_asset(asset, links, original=original_assets, caption=captions.get(asset.id))
+                              for asset in chosen], "nextPaginationToken": token})
 
 
 @router.get("/assets/{asset_id}")
 def get_asset(asset_id: str, session: SessionDep, links: Links, resource: ScenarioResource,
               original_assets: OriginalAssets = False) -> Response:
     asset = assets.get_asset(session, resource, ids.decode(ids.ASSET, asset_id, what="Asset"))
-    return answer({"asset": present_asset(asset, links, original=original_assets)})
+    caption = assets.asset_captions(session, [asset.id]).get(asset.id)
+    return answer({"asset": present_asset(asset, links, original=original_assets, caption=caption)})
 
 
 @router.put("/assets/{asset_id}")
@@ -49,7 +53,8 @@ def update_asset(asset_id: str, body: schemas.AssetUpdateBody, session: SessionD
                  resource: ScenarioResource, original_assets: OriginalAssets = False) -> Response:
     asset = assets.get_asset(session, resource, ids.decode(ids.ASSET, asset_id, what="Asset"))
     assets.update_asset(session, asset, name=body.name, description=body.description)
-    return answer({"asset": present_asset(asset, links, original=original_assets)})
+    caption = assets.asset_captions(session, [asset.id]).get(asset.id)
+    return answer({"asset": present_asset(asset, links, original=original_assets, caption=caption)})
 
 
 @router.delete("/assets")

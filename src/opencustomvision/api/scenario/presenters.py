@@ -80,7 +80,7 @@ def present_model(project: models.Project, *, status: str, image_count: int, lin
     )
 
 
-def present_asset(asset: models.ScenarioAsset, links: BlobLinks, *, original: bool) -> schemas.Asset:
+def present_asset(asset: models.ScenarioAsset, links: BlobLinks, *, original: bool, caption: str | None = None) -> schemas.Asset:
     asset_id = ids.encode(ids.ASSET, asset.id)
     return schemas.Asset(
         id=asset_id,
@@ -93,6 +93,7 @@ def present_asset(asset: models.ScenarioAsset, links: BlobLinks, *, original: bo
         updated_at=iso(asset.updated),
         url=links.url(asset.original_key if original else asset.resized_key),
         description=asset.description or None,
+        automatic_captioning=caption,
         thumbnail=schemas.AssetThumbnail(asset_id=asset_id, url=links.url(asset.thumbnail_key)),
     )
 

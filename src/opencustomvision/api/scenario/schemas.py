@@ -161,6 +161,8 @@ class Asset(ScenarioModel):
     updated_at: str
     url: str
     description: str | None = None
+    # Made in the background after upload; absent until then.
+    automatic_captioning: str | None = None
     thumbnail: AssetThumbnail | None = None
 
 

@@ -1,4 +1,4 @@
-"""Scenario's API over the same store: key pairs, assets, training image details, captions, pairs
+"""Scenario's API over the same store: key pairs, assets (and their embeddings), training image details, captions, pairs
 
 Revision ID: 0006_scenario
 Revises: 0005
@@ -47,6 +47,14 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_scenario_assets'))
     )
     op.create_index('ix_scenario_assets_resource_created', 'scenario_assets', ['resource_id', 'created'], unique=False)
+    op.create_table('scenario_asset_embeddings',
+    sa.Column('asset_id', sa.String(length=36), nullable=False),
+    sa.Column('backbone', sa.String(length=64), nullable=False),
+    sa.Column('vector', sa.LargeBinary(), nullable=False),
+    sa.Column('label', sa.String(length=256), nullable=False),
+    sa.ForeignKeyConstraint(['asset_id'], ['scenario_assets.id'], name=op.f('fk_scenario_asset_embeddings_asset_id_scenario_assets'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('asset_id', 'backbone', name=op.f('pk_scenario_asset_embeddings'))
+    )
     op.create_table('training_image_details',
     sa.Column('image_id', sa.String(length=36), nullable=False),
     sa.Column('name', sa.String(length=256), nullable=False),
@@ -87,6 +95,7 @@ def downgrade() -> None:
     op.drop_table('training_image_pairs')
     op.drop_table('image_captions')
     op.drop_table('training_image_details')
+    op.drop_table('scenario_asset_embeddings')
     op.drop_table('scenario_assets')
     op.drop_table('scenario_key_pairs')
     # Not batch mode: rebuilding projects on SQLite would cascade-delete what references it.
