@@ -4,24 +4,20 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from opencustomvision.api.errors import ErrorSender, TrackedSend, passes_through, send_error
+from opencustomvision.api.errors import AnsweringMiddleware, ErrorSender, TrackedSend, send_error
 
 
 class _BodyTooLarge(Exception):
     pass
 
 
-class BodySizeLimitMiddleware:
-    """``skip``: path prefixes of rooms with their own error body; ``send``: how this one writes its refusal."""
-
+class BodySizeLimitMiddleware(AnsweringMiddleware):
     def __init__(self, app: ASGIApp, max_bytes: int, *, skip: tuple[str, ...] = (), send: ErrorSender = send_error) -> None:
-        self.app = app
+        super().__init__(app, skip=skip, send=send)
         self.max_bytes = max_bytes
-        self.skip = skip
-        self.send_error = send
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if passes_through(scope, self.skip):
+        if self.passes_through(scope):
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")

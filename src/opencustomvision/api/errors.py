@@ -79,28 +79,26 @@ class TrackedSend:
         await self._send(message)
 
 
-async def send_error(send: Send, status: int, code: str, message: str) -> None:
-    """A CustomVisionError answered straight over ASGI, for middleware that runs outside the routes."""
-    body = json.dumps({"code": code, "message": message}).encode()
+async def send_json(send: Send, status: int, body: dict[str, str]) -> None:
+    """A JSON answer straight over ASGI, for middleware that runs outside the routes."""
+    encoded = json.dumps(body).encode()
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(encoded)).encode())]})
+    await send({"type": "http.response.body", "body": encoded})
+
+
+async def send_error(send: Send, status: int, code: str, message: str) -> None:
+    """A CustomVisionError answered straight over ASGI."""
+    await send_json(send, status, {"code": code, "message": message})
 
 
 ErrorSender = Callable[[Send, int, str, str], Awaitable[None]]
 
 
-def passes_through(scope: Scope, prefixes: tuple[str, ...]) -> bool:
-    """Whether a request belongs to another room (Scenario's /v1), which answers its own errors."""
-    return scope["type"] != "http" or any(scope["path"] == p or scope["path"].startswith(p + "/") for p in prefixes)
+class AnsweringMiddleware:
+    """Middleware that answers some requests itself, in its room's error body.
 
-
-class UnexpectedErrorMiddleware:
-    """Answers a bug with 500 ErrorUnknown and keeps the connection usable.
-
-    Starlette's own catch-all re-raises after answering, which makes the server drop the
-    keep-alive connection; clients then fail their next request with a reset.
-    ``skip``: path prefixes of rooms with their own error body; ``send``: how this one writes its error.
+    ``skip``: path prefixes of other rooms (Scenario's /v1), passed through untouched; ``send``: how it writes errors.
     """
 
     def __init__(self, app: ASGIApp, *, skip: tuple[str, ...] = (), send: ErrorSender = send_error) -> None:
@@ -108,8 +106,20 @@ class UnexpectedErrorMiddleware:
         self.skip = skip
         self.send_error = send
 
+    def passes_through(self, scope: Scope) -> bool:
+        path = scope.get("path", "")
+        return scope["type"] != "http" or any(path == prefix or path.startswith(prefix + "/") for prefix in self.skip)
+
+
+class UnexpectedErrorMiddleware(AnsweringMiddleware):
+    """Answers a bug with 500 ErrorUnknown and keeps the connection usable.
+
+    Starlette's own catch-all re-raises after answering, which makes the server drop the
+    keep-alive connection; clients then fail their next request with a reset.
+    """
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if passes_through(scope, self.skip):
+        if self.passes_through(scope):
             await self.app(scope, receive, send)
             return
         tracked = TrackedSend(send)

@@ -6,8 +6,6 @@ table as the Custom Vision room), the message is the reason.
 
 from __future__ import annotations
 
-import json
-
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
@@ -15,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.types import Send
 
-from opencustomvision.api.errors import describe_validation_errors, status_for
+from opencustomvision.api.errors import describe_validation_errors, send_json, status_for
 from opencustomvision.domain.errors import DomainError
 
 
@@ -25,10 +23,7 @@ def scenario_error(status: int, reason: str) -> Response:
 
 async def send_scenario_error(send: Send, status: int, code: str, message: str) -> None:
     """The same body straight over ASGI, for the middleware outside the routes (``code`` is not shown)."""
-    body = json.dumps({"reason": message}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
+    await send_json(send, status, {"reason": message})
 
 
 async def domain_error_handler(request: Request, error: Exception) -> Response:

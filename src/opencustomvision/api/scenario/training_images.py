@@ -17,10 +17,12 @@ from opencustomvision.domain.training_images import TrainingImageSource
 router = APIRouter()
 
 
-def _source(body: schemas.TrainingImageBody) -> tuple[TrainingImageSource, list[str]]:
+def _source(body: schemas.TrainingImageBody, *, replacing: bool = False) -> tuple[TrainingImageSource, list[str]]:
+    """The body as the domain takes it, checked before its asset ids are read (a refusal names the real fault)."""
     source = TrainingImageSource(asset_id=body.asset_id, asset_ids=body.asset_ids, data=body.data, name=body.name,
                                  preset=body.preset, description=body.description)
-    training_images.check_source(source)
+    if source.gives_image or not replacing:
+        training_images.check_source(source, batch_allowed=not replacing)
     named = body.asset_ids if body.asset_ids is not None else ([body.asset_id] if body.asset_id is not None else [])
     return source, [ids.decode(ids.ASSET, asset_id, what="Asset") for asset_id in named]
 
@@ -56,9 +58,7 @@ def replace_training_image(model_id: str, training_image_id: str, body: schemas.
                            original_assets: OriginalAssets = False) -> Response:
     project = model_project(session, resource, model_id)
     image_id = ids.decode(ids.ASSET, training_image_id, what="Training image")
-    source = TrainingImageSource(asset_id=body.asset_id, asset_ids=body.asset_ids, data=body.data, name=body.name,
-                                 preset=body.preset, description=body.description)
-    asset_ids = [ids.decode(ids.ASSET, body.asset_id, what="Asset")] if body.asset_id is not None else []
+    source, asset_ids = _source(body, replacing=True)
     replaced = training_images.replace_training_image(session, services.blobs, services.captioner.labeler, resource,
                                                       project, image_id, source, asset_ids=asset_ids)
     return answer({"trainingImage": present_training_image(replaced, links, original=original_assets)})
