@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from opencustomvision.domain.assets import SCENARIO_BACKBONE, embeddings_of_images_from, store_asset_embeddings
 from opencustomvision.domain.captions import ensure_captions
+from opencustomvision.domain.catalog import is_detection
 from opencustomvision.embeddings import EmbeddingCache
 from opencustomvision.inference import StoredImageScorer
 from opencustomvision.ml.captions import ImageNetLabeler
@@ -57,6 +58,10 @@ class Labeler:
         features = self._embeddings.for_images(session, image_ids, self._backbones.get(backbone), background=self._background)
         return self.labels_of(features, backbone)
 
+    def prepare(self, backbone: str) -> None:
+        """Load the backbone and its ImageNet head now (exporting it first, once), so a later caption need not wait."""
+        self._classifier(backbone)
+
     def labels_of(self, features: np.ndarray, backbone: str) -> list[str]:
         return self._classifier(backbone).labels(features)
 
@@ -81,7 +86,7 @@ class BackgroundCaptioner:
         self._sessions = sessions
         self.labeler = labeler  # for requests, which make the captions they answer with
         self._labeler = labeler.in_background()
-        # ("images", ids) or ("assets", ids); None stops the thread.
+        # ("images", ids), ("assets", ids) or ("warm", []); None stops the thread.
         self._queue: queue.Queue[tuple[str, list[str]] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
 
@@ -101,6 +106,10 @@ class BackgroundCaptioner:
         if image_ids:
             self._queue.put(("images", list(image_ids)))
 
+    def warm_up(self) -> None:
+        """Load (exporting it first, the first time) the backbone Scenario's models caption with, ahead of their images."""
+        self._queue.put(("warm", []))
+
     def submit_assets(self, asset_ids: Sequence[str]) -> None:
         """Uploaded assets, to embed ahead of time: a model that takes them then has their caption at once."""
         if asset_ids:
@@ -117,7 +126,12 @@ class BackgroundCaptioner:
                 if item is None:
                     return
                 kind, ids = item
-                self._embed_assets(ids) if kind == "assets" else self._caption(ids)
+                if kind == "warm":
+                    self._labeler.prepare(SCENARIO_BACKBONE)
+                elif kind == "assets":
+                    self._embed_assets(ids)
+                else:
+                    self._caption(ids)
             except Exception:  # what is missing is made again when first needed; this only keeps the thread alive
                 logger.exception("background captioning of %s failed", item[0] if item else "?")
             finally:
@@ -143,5 +157,7 @@ class BackgroundCaptioner:
                 by_project.setdefault(project_id, []).append(image_id)
             for project_id, ids in by_project.items():
                 project = session.get(Project, project_id)
-                if project is not None:
+                # Detectors' images are captioned when a Scenario view first shows them: their backbone for
+                # captions is one the detector does not use, not worth loading for images nobody may ask about.
+                if project is not None and not is_detection(project.domain_id):
                     ensure_captions(session, self._labeler, project, ids)

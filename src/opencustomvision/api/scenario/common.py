@@ -6,12 +6,12 @@ from typing import Annotated, Any
 
 from fastapi import Query
 from pydantic import BaseModel
+from sqlalchemy.orm import Session
 from starlette.responses import JSONResponse
 
 from opencustomvision.api.scenario import ids
 from opencustomvision.domain.projects import get_project
 from opencustomvision.storage.models import Project, Resource
-from sqlalchemy.orm import Session
 
 OriginalAssets = Annotated[bool, Query(alias="originalAssets")]
 PaginationToken = Annotated[str | None, Query(alias="paginationToken")]

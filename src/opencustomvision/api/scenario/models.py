@@ -42,6 +42,7 @@ def create_model(body: schemas.ModelCreateBody, session: SessionDep, services: S
                  resource: ScenarioResource, original_assets: OriginalAssets = False) -> Response:
     project = scenario_models.create_model(session, resource.id, name=body.name, short_description=body.short_description,
                                            model_type=body.type)
+    services.captioner.warm_up()  # its training images will want captions: have the backbone ready
     return answer({"model": model_view(session, services, links, project, original=original_assets)})
 
 
