@@ -141,3 +141,22 @@ def test_oversized_body_is_a_scenario_413_and_custom_vision_keeps_its_own(tmp_pa
         custom_vision = client.post("/customvision/v3.3/training/projects/x/images", content=b"x" * 5000,
                                     headers={"Training-Key": credentials.training_key})
         assert custom_vision.status_code == 413 and custom_vision.json()["code"] == "BadRequestImageSizeBytes"
+
+
+def test_a_bug_answers_500_in_scenarios_shape_and_keeps_the_connection() -> None:
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.routing import Route
+
+    from opencustomvision.api.errors import UnexpectedErrorMiddleware
+    from opencustomvision.api.scenario.errors import send_scenario_error
+
+    def broken(request):  # type: ignore[no-untyped-def]  # stands for any bug in a route
+        raise RuntimeError("a bug")
+
+    # Installed as the Scenario room installs it (inside the application, around its routes).
+    app = Starlette(routes=[Route("/v1/models", broken)], middleware=[Middleware(UnexpectedErrorMiddleware, send=send_scenario_error)])
+    with TestClient(app, raise_server_exceptions=False) as client:
+        for _ in range(2):
+            answer = client.get("/v1/models")
+            assert answer.status_code == 500 and answer.json() == {"reason": "The server failed to handle this request."}
