@@ -96,7 +96,7 @@ def main() -> int:
     runs: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="ocv-bench-") as tmp, \
             ocv_server(Path(tmp) / "data", Path(tmp) / "server.log", training_key=key, database_url=args.database_url,
-                       scenario_keys=scenario_keys) as server:
+                       settings={"OCV_SCENARIO_API_KEY": scenario_keys[0], "OCV_SCENARIO_API_SECRET": scenario_keys[1]}) as server:
         trainer = CustomVisionTrainingClient(server.endpoint, ApiKeyCredentials(in_headers={"Training-key": key}))
         scenario = Scenario(api_key=scenario_keys[0], api_secret=scenario_keys[1], base_url=f"{server.endpoint}/v1",
                             max_retries=0, timeout=600)

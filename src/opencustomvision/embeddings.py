@@ -25,6 +25,8 @@ from opencustomvision.storage.models import ImageEmbedding
 from opencustomvision.storage.upsert import insert_missing
 
 EMBEDDING_BATCH = 32
+# Embedding waits its turn behind requests for room to decode, rather than fail.
+_BACKGROUND_DECODE_WAIT = 3600.0
 
 
 @dataclass
@@ -42,7 +44,8 @@ class EmbeddingCache:
     def embed_stored(self, resized_keys: list[str], backbone: Backbone) -> np.ndarray:
         """Embed stored resized copies (of images, or of assets that will become images): (len, dim) float32."""
         short_side = resized_short_side(backbone.spec.input_size)
-        pictures = [load_rgb(self._blobs.get(key), min_short_side=short_side) for key in resized_keys]
+        pictures = [load_rgb(self._blobs.get(key), min_short_side=short_side, budget_wait_seconds=_BACKGROUND_DECODE_WAIT)
+                    for key in resized_keys]
         return backbone.embed_images(pictures, batch_size=EMBEDDING_BATCH)
 
     def _cached(self, session: Session, image_ids: Iterable[str], backbone: Backbone) -> dict[str, np.ndarray]:

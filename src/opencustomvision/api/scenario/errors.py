@@ -21,9 +21,9 @@ def scenario_error(status: int, reason: str) -> Response:
     return JSONResponse({"reason": reason}, status_code=status)
 
 
-async def send_scenario_error(send: Send, status: int, code: str, message: str) -> None:
+async def send_scenario_error(send: Send, status: int, code: str, message: str, *, close: bool = False) -> None:
     """The same body straight over ASGI, for the middleware outside the routes (``code`` is not shown)."""
-    await send_json(send, status, {"reason": message})
+    await send_json(send, status, {"reason": message}, close=close)
 
 
 async def domain_error_handler(request: Request, error: Exception) -> Response:
@@ -43,3 +43,17 @@ async def http_error_handler(request: Request, error: Exception) -> Response:
     if error.status_code == 405:
         return scenario_error(405, f"{request.method} is not supported on {request.url.path}.")
     return scenario_error(error.status_code, str(error.detail))
+
+
+def _retry_shortly(reason: str) -> Response:
+    response = scenario_error(503, reason)
+    response.headers["Retry-After"] = "5"
+    return response
+
+
+async def decode_busy_handler(request: Request, error: Exception) -> Response:
+    return _retry_shortly("The server is decoding as many images as its memory budget allows; retry in a few seconds.")
+
+
+async def database_unavailable_handler(request: Request, error: Exception) -> Response:
+    return _retry_shortly("The database is unavailable right now; retry shortly.")
