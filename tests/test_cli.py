@@ -13,6 +13,8 @@ import httpx
 import pytest
 
 from opencustomvision.cli import main
+from opencustomvision.domain.scenario_keys import resource_for_scenario_keys
+from opencustomvision.storage.db import create_db_engine, session_factory
 from tests.conftest import _free_port
 
 pytestmark = pytest.mark.slow
@@ -28,6 +30,15 @@ def test_resources_add_prints_working_keys_once(tmp_path: Path, capsys: pytest.C
     listing = capsys.readouterr().out
     assert "team-a" in listing and created["trainingKey"] not in listing and created["predictionResourceId"] in listing
     assert created["scenarioApiSecret"] not in listing
+    assert main(["resources", "scenario-keys", "team-a", "--json", "--data-dir", str(tmp_path)]) == 0
+    renewed = json.loads(capsys.readouterr().out)
+    assert renewed["scenarioApiSecret"] != created["scenarioApiSecret"]
+    engine = create_db_engine(f"sqlite:///{tmp_path.resolve() / 'ocv.sqlite3'}")
+    with session_factory(engine)() as session:
+        assert resource_for_scenario_keys(session, renewed["scenarioApiKey"], renewed["scenarioApiSecret"]).name == "team-a"
+        assert resource_for_scenario_keys(session, created["scenarioApiKey"], created["scenarioApiSecret"]) is None
+    engine.dispose()
+    assert main(["resources", "scenario-keys", "nobody", "--data-dir", str(tmp_path)]) == 1
 
 
 def test_serve_prints_endpoint_and_keys_and_answers(tmp_path: Path) -> None:
