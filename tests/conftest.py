@@ -18,6 +18,7 @@ import pytest
 import uvicorn
 from sqlalchemy import create_engine, text
 from aiosmtpd.controller import Controller
+from scenario_sdk import Scenario
 
 from opencustomvision.api.deps import Services
 from opencustomvision.app import build_services, create_app
@@ -67,6 +68,16 @@ class LiveServer:
 
     def training_url(self, path: str, version: str = "v3.3") -> str:
         return f"{self.endpoint}/customvision/{version}/training{path}"
+
+    @property
+    def scenario_url(self) -> str:
+        return f"{self.endpoint}/v1"
+
+    def scenario(self, credentials: ResourceCredentials | None = None, *, secret: str | None = None) -> Scenario:
+        """The official Scenario SDK, with a resource's Scenario key pair (``secret`` overrides its secret)."""
+        chosen = credentials or self.default
+        return Scenario(api_key=chosen.scenario_api_key, api_secret=secret or chosen.scenario_api_secret,
+                        base_url=self.scenario_url, max_retries=0, timeout=120)
 
 
 def _database_url(data_dir: Path, *, shared: bool = False) -> str:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from opencustomvision.api import blobs, health
-from opencustomvision.api.body import RequestBodyMiddleware
+from opencustomvision.api.body import RequestBodyMiddleware, body_limits
 from opencustomvision.api.deps import Services
 from opencustomvision.api.errors import (
     UnexpectedErrorMiddleware,
@@ -27,6 +27,7 @@ from opencustomvision.api.errors import (
 )
 from opencustomvision.api.routing import VersionedApiMiddleware
 from opencustomvision.api import prediction
+from opencustomvision.api.scenario import PREFIX as SCENARIO_PREFIX, create_scenario_app
 from opencustomvision.api.training import (
     domains,
     images,
@@ -37,6 +38,7 @@ from opencustomvision.api.training import (
     tags,
     unavailable,
 )
+from opencustomvision.captioning import BackgroundCaptioner, Labeler
 from opencustomvision.config import Settings
 from opencustomvision.domain.errors import DomainError
 from opencustomvision.imaging.budget import DecodeBudget, DecodeBusy, set_decode_budget
@@ -89,6 +91,7 @@ def build_services(settings: Settings) -> Services:
                                   advanced_max_seconds=settings.advanced_training_max_seconds),
     }
     runner = JobRunner(sessions, handlers, worker_id=new_worker_id("in-process"))
+    scorer = StoredImageScorer(predictor, embeddings, blobs)
     return Services(
         settings=settings,
         engine=engine,
@@ -97,9 +100,10 @@ def build_services(settings: Settings) -> Services:
         signer=BlobLinkSigner(bytes.fromhex(secret), settings.signed_url_ttl_seconds),
         fetch_policy=FetchPolicy(allowed_hosts=settings.url_allowlist),
         predictor=predictor,
-        scorer=StoredImageScorer(predictor, embeddings, blobs),
+        scorer=scorer,
         jobs=InProcessWorker(sessions, runner, maintenance=Maintenance(
             sessions, blobs, grace_seconds=settings.orphan_blob_grace_seconds)),
+        captioner=BackgroundCaptioner(sessions, Labeler(backbones, embeddings, scorer)),
     )
 
 
@@ -109,7 +113,9 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         services.jobs.start()
+        services.captioner.start()
         yield
+        services.captioner.stop()
         services.jobs.stop()
 
     app = FastAPI(title="OpenCustomVision", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
@@ -119,6 +125,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(prediction.router, prefix="/prediction")
     app.include_router(blobs.router)
     app.include_router(health.router)
+    app.mount(SCENARIO_PREFIX, create_scenario_app(services))
     app.add_exception_handler(DomainError, domain_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(ValidationError, validation_error_handler)
@@ -128,8 +135,9 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.add_exception_handler(OperationalError, database_unavailable_handler)
     app.add_exception_handler(SqlAlchemyTimeout, database_unavailable_handler)
     app.add_middleware(VersionedApiMiddleware)
-    app.add_middleware(RequestBodyMiddleware, max_bytes=settings.max_request_bytes,
-                       idle_timeout=settings.body_idle_timeout_seconds, min_bytes_per_second=settings.body_min_bytes_per_second)
+    # Scenario's room (/v1) reads its own bodies and answers its own errors, in its own error body.
+    rooms = (SCENARIO_PREFIX,)
+    app.add_middleware(RequestBodyMiddleware, **body_limits(settings), skip=rooms)
     # Outermost, so the body reader answers its own refusals before anything counts them as bugs.
-    app.add_middleware(UnexpectedErrorMiddleware)
+    app.add_middleware(UnexpectedErrorMiddleware, skip=rooms)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Protocol
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
@@ -45,7 +46,7 @@ async def domain_error_handler(request: Request, error: Exception) -> Response:
     return error_response(request, error.code, error.message)
 
 
-def _describe(errors: list) -> str:  # type: ignore[type-arg]
+def describe_validation_errors(errors: list) -> str:  # type: ignore[type-arg]
     parts = []
     for error in errors[:5]:
         location = ".".join(str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path"))
@@ -55,7 +56,7 @@ def _describe(errors: list) -> str:  # type: ignore[type-arg]
 
 async def validation_error_handler(request: Request, error: Exception) -> Response:
     assert isinstance(error, (RequestValidationError, ValidationError))
-    return error_response(request, "BadRequest", f"Invalid request: {_describe(error.errors())}")
+    return error_response(request, "BadRequest", f"Invalid request: {describe_validation_errors(error.errors())}")
 
 
 async def decode_busy_handler(request: Request, error: Exception) -> Response:
@@ -125,28 +126,52 @@ class TrackedSend:
         await self._send(message)
 
 
-async def send_error(send: Send, status: int, code: str, message: str, *, close: bool = False) -> None:
-    """A CustomVisionError answered straight over ASGI, for middleware that runs outside the routes."""
-    body = json.dumps({"code": code, "message": message}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+async def send_json(send: Send, status: int, body: dict[str, str], *, close: bool = False) -> None:
+    """A JSON answer straight over ASGI, for middleware that runs outside the routes (``close``: end the connection)."""
+    encoded = json.dumps(body).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(encoded)).encode())]
     if close:
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": encoded})
 
 
-class UnexpectedErrorMiddleware:
+async def send_error(send: Send, status: int, code: str, message: str, *, close: bool = False) -> None:
+    """A CustomVisionError answered straight over ASGI."""
+    await send_json(send, status, {"code": code, "message": message}, close=close)
+
+
+class ErrorSender(Protocol):
+    """How a room writes an error from middleware: ``send_error`` here, Scenario's own in its room."""
+
+    async def __call__(self, send: Send, status: int, code: str, message: str, *, close: bool = False) -> None: ...
+
+
+class AnsweringMiddleware:
+    """Middleware that answers some requests itself, in its room's error body.
+
+    ``skip``: path prefixes of other rooms (Scenario's /v1), passed through untouched; ``send``: how it writes errors.
+    """
+
+    def __init__(self, app: ASGIApp, *, skip: tuple[str, ...] = (), send: ErrorSender = send_error) -> None:
+        self.app = app
+        self.skip = skip
+        self.send_error = send
+
+    def passes_through(self, scope: Scope) -> bool:
+        path = scope.get("path", "")
+        return scope["type"] != "http" or any(path == prefix or path.startswith(prefix + "/") for prefix in self.skip)
+
+
+class UnexpectedErrorMiddleware(AnsweringMiddleware):
     """Answers a bug with 500 ErrorUnknown and keeps the connection usable.
 
     Starlette's own catch-all re-raises after answering, which makes the server drop the
     keep-alive connection; clients then fail their next request with a reset.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if self.passes_through(scope):
             await self.app(scope, receive, send)
             return
         tracked = TrackedSend(send)
@@ -156,4 +181,4 @@ class UnexpectedErrorMiddleware:
             logger.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
             if tracked.started:
                 raise
-            await send_error(send, 500, "ErrorUnknown", "The server failed to handle this request.")
+            await self.send_error(send, 500, "ErrorUnknown", "The server failed to handle this request.")
