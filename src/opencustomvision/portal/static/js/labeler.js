@@ -3,7 +3,7 @@
 
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
 import { training } from "./api.js";
-import { BoxOverlay, Confirm, Dialog, ErrorNote, html, isDetection, loadAnnotorious, percent, useAction, useLoad } from "./ui.js";
+import { BoxOverlay, Confirm, Dialog, ErrorNote, html, isDetection, loadAnnotorious, percent, useAction, useKeys, useLoad } from "./ui.js";
 
 const COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324", "#469990", "#808000"];
 export const colourOf = (tags, tagId) => COLOURS[Math.max(0, tags.findIndex((t) => t.id === tagId)) % COLOURS.length];
@@ -33,22 +33,17 @@ function annotationOfBox(id, box, image) {
     x, y, w, h, bounds: { minX: x, minY: y, maxX: x + w, maxY: y + h } } } } };
 }
 
-const typing = (event) => ["INPUT", "SELECT", "TEXTAREA"].includes(event.target.tagName);
-
 export function ImageDetail({ project, domain, image: listed, tags, position, onPrevious, onNext, onChanged, onTagsChanged, onClose }) {
   const loaded = useLoad(async () => (await training("GET", `/projects/${project.id}/images/id`, { query: { imageIds: [listed.id] } }))[0], [listed.id]);
   const iteration = useLoad(() => latestCompletedIteration(project.id), [project.id]);
   const [deleting, setDeleting] = useState(false);
-  const keys = useRef({});
-  keys.current = { onPrevious, onNext };
-  const keydown = (event) => {
-    if (typing(event) || event.defaultPrevented) return;
-    if ((event.key === "ArrowRight" || event.key === "n") && keys.current.onNext) { event.preventDefault(); keys.current.onNext(); }
-    if ((event.key === "ArrowLeft" || event.key === "p") && keys.current.onPrevious) { event.preventDefault(); keys.current.onPrevious(); }
-  };
+  useKeys((event) => {
+    if ((event.key === "ArrowRight" || event.key === "n") && onNext) { event.preventDefault(); onNext(); }
+    if ((event.key === "ArrowLeft" || event.key === "p") && onPrevious) { event.preventDefault(); onPrevious(); }
+  });
   const image = loaded.data;
   return html`<${Dialog} title=${`Image ${position ?? ""}`} onClose=${onClose} wide>
-    <div class="detail" onKeyDown=${keydown}>
+    <div class="detail">
       <${ErrorNote} error=${loaded.error} />
       ${loaded.data === undefined && !loaded.error ? html`<p class="loading">Loading image…</p>` : null}
       ${image === null ? html`<p class="error">This image no longer exists.</p>` : null}
@@ -227,19 +222,18 @@ function RegionEditor({ project, image, tags, iteration, onChanged }) {
     const found = await training("POST", `/projects/${project.id}/images/${image.id}/regionproposals`);
     setProposals(found.proposals.slice(0, PROPOSALS_SHOWN));
   });
-  const keydown = (event) => {
-    if (typing(event)) return;
+  useKeys((event) => {
     if ((event.key === "Delete" || event.key === "Backspace") && selectedId) { event.preventDefault(); remove(selectedId); }
     const digit = Number(event.key);
     if (digit >= 1 && digit <= tags.length) setCurrentTag(tags[digit - 1].id);
-  };
+  });
 
   const listed = annotator.current ? [...regions.current.entries()].map(([annotationId, known]) => ({ annotationId, ...known })) : [];
   const overlay = [
     ...(proposals ?? []).map((p, index) => ({ ...p.boundingBox, kind: "proposal", label: `${index + 1}` })),
     ...(smart.suggested ?? []).map((p) => ({ ...p.boundingBox, kind: "suggestion", label: `${p.tagName} ${percent(p.probability)}` })),
   ];
-  return html`<div class="detail-body" onKeyDown=${keydown} data-version=${version}>
+  return html`<div class="detail-body" data-version=${version}>
     <div class="detail-image">
       <div class="labeler" data-testid="labeler">
         <div ref=${holder} class="labeler-holder"></div>

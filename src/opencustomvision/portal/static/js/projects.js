@@ -54,6 +54,8 @@ function ProjectForm({ project, domains, onClose, onSaved }) {
   const current = domains.find((d) => d.id === project?.settings.domainId);
   const [type, setType] = useState(current?.type ?? "Classification");
   const [domainId, setDomainId] = useState(project?.settings.domainId ?? "");
+  const [name, setName] = useState(project?.name ?? "");
+  const [description, setDescription] = useState(project?.description ?? "");
   const action = useAction();
   const choices = domains.filter((d) => d.type === type && d.enabled);
   const chosen = choices.find((d) => d.id === domainId) ?? choices.find((d) => d.name.startsWith("General")) ?? choices[0];
@@ -73,8 +75,8 @@ function ProjectForm({ project, domains, onClose, onSaved }) {
   };
   return html`<${Dialog} title=${project ? "Edit project" : "New project"} onClose=${onClose}>
     <form onSubmit=${submit} class="stack" aria-label=${project ? "Edit project" : "New project"}>
-      <label>Name <input name="name" required value=${project?.name ?? ""} /></label>
-      <label>Description <textarea name="description" rows="2">${project?.description ?? ""}</textarea></label>
+      <label>Name <input name="name" required value=${name} onInput=${(e) => setName(e.target.value)} /></label>
+      <label>Description <textarea name="description" rows="2" value=${description} onInput=${(e) => setDescription(e.target.value)}></textarea></label>
       <fieldset><legend>Project type</legend>
         ${["Classification", "ObjectDetection"].map((value) => html`<label class="inline">
           <input type="radio" name="projectType" value=${value} checked=${type === value} onChange=${() => setType(value)} />

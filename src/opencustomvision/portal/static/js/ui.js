@@ -55,6 +55,20 @@ export function useAction() {
   return { busy, error, run, setError };
 }
 
+/** `handler(event)` for every key pressed while the component is shown (the latest handler, not the first). */
+export function useKeys(handler) {
+  const latest = useRef(handler);
+  latest.current = handler;
+  useEffect(() => {
+    const listener = (event) => {
+      if (["INPUT", "SELECT", "TEXTAREA"].includes(event.target.tagName) || event.defaultPrevented) return;
+      latest.current(event);
+    };
+    document.addEventListener("keydown", listener);
+    return () => document.removeEventListener("keydown", listener);
+  }, []);
+}
+
 /** A modal <dialog>: Escape and the close button call onClose. */
 export function Dialog({ title, onClose, children, wide }) {
   const ref = useRef(null);
