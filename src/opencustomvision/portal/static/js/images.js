@@ -5,7 +5,7 @@ import { base64Of, training } from "./api.js";
 import { Confirm, Dialog, ErrorNote, html, isDetection, useAction, useLoad } from "./ui.js";
 import { ImageDetail } from "./labeler.js";
 
-export const PAGE_SIZE = 60;
+export const PAGE_SIZE = 48;
 // A batch stays well under the API's 64 images and the request body limit; two are in flight at once.
 const BATCH_FILES = 32;
 const BATCH_BYTES = 24 * 1024 * 1024;
