@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.conftest import LiveServer, shared_data
-from tests.portal_browser import TRAINING_TIMEOUT_MS, api, chromium, close_dialog, create_project, page, sign_in, upload  # noqa: F401
+from tests.portal_browser import TRAINING_TIMEOUT_MS, api, close_dialog, create_project, sign_in, upload
 
 pytestmark = pytest.mark.slow
 
@@ -18,7 +18,7 @@ def shown_percent(value: float) -> str:
     return f"{100 * value:.1f}%"
 
 
-def test_classification_flow(page, live_server: LiveServer, unique_name: str) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_classification_flow(page, live_server: LiveServer, unique_name: str) -> None:  # type: ignore[no-untyped-def]
     base = shared_data("customvision-samples", "ImageClassification", "Images")
     sign_in(page, live_server)
     project_id = create_project(page, unique_name)
@@ -69,6 +69,24 @@ def test_classification_flow(page, live_server: LiveServer, unique_name: str) ->
     first_row = page.get_by_role("table", name="Predictions").locator("tbody tr").first
     first_row.wait_for()
     assert first_row.locator("th").inner_text() == "Hemlock"
+
+    # The smart labeler: the same photo added untagged gets Hemlock suggested; accepting it tags the image.
+    page.get_by_role("link", name="Training images").click()
+    page.get_by_label("Untagged").check()
+    upload(page, [base / "Test" / "test_image.jpg"])
+    close_dialog(page)
+    page.get_by_role("button", name="Open image 1", exact=True).click()
+    page.get_by_role("button", name=re.compile(r"^Suggest tags")).click()
+    suggestion = page.get_by_role("list", name="Suggested tags").locator("li").first
+    suggestion.wait_for()
+    assert suggestion.inner_text().startswith("Hemlock")
+    suggestion.get_by_role("button", name="Accept").click()
+    page.get_by_role("list", name="Tags of this image").get_by_text("Hemlock").wait_for()
+    with api(live_server) as client:
+        untagged = client.get(f"/projects/{project_id}/images/untagged/count").json()
+        tagged = client.get(f"/projects/{project_id}/images/tagged", params={"tagIds": at_half["perTagPerformance"][0]["id"]}).json()
+    assert untagged == 0 and len(tagged) == 11  # Hemlock sorts first by name
+    close_dialog(page)
 
     page.get_by_role("link", name="Performance").click()
     page.get_by_role("button", name="Publish").click()

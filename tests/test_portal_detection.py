@@ -12,9 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import LiveServer, shared_data
-from tests.portal_browser import (  # noqa: F401
-    TRAINING_TIMEOUT_MS, api, chromium, close_dialog, create_project, page, sign_in, upload, wait_until,
-)
+from tests.portal_browser import TRAINING_TIMEOUT_MS, api, close_dialog, create_project, sign_in, upload, wait_until
 
 pytestmark = pytest.mark.slow
 SIDES = ("left", "top", "width", "height")
@@ -35,7 +33,7 @@ def regions_of(client: httpx.Client, project_id: str, image_id: str) -> list[dic
     return client.get(f"/projects/{project_id}/images/id", params={"imageIds": image_id}).json()[0]["regions"] or []
 
 
-def test_detection_flow(page, live_server: LiveServer, unique_name: str) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_detection_flow(page, live_server: LiveServer, unique_name: str) -> None:  # type: ignore[no-untyped-def]
     base = shared_data("customvision-samples", "ObjectDetection")
     truth = json.loads((base / "regions.json").read_text())
     files = {name: sorted((base / "Images" / name).glob("*.jpg")) for name in ("fork", "scissors")}

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import LiveServer, shared_data
-from tests.portal_browser import api, chromium, close_dialog, create_project, page, sign_in, upload  # noqa: F401
+from tests.portal_browser import api, close_dialog, create_project, sign_in, upload
 
 pytestmark = pytest.mark.slow
 
 
-def test_sign_out_forgets_the_key_and_a_wrong_key_is_refused(page, live_server: LiveServer) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_sign_out_forgets_the_key_and_a_wrong_key_is_refused(page, live_server: LiveServer) -> None:  # type: ignore[no-untyped-def]
     sign_in(page, live_server)
     page.get_by_role("button", name="New project").wait_for()
     assert page.evaluate("sessionStorage.getItem('ocv.trainingKey')") == live_server.default.training_key
@@ -27,7 +27,7 @@ def test_sign_out_forgets_the_key_and_a_wrong_key_is_refused(page, live_server: 
     assert page.get_by_role("button", name="New project").count() == 0
 
 
-def test_non_image_upload_and_early_training_are_refused_on_the_page(page, live_server: LiveServer, unique_name: str, tmp_path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_non_image_upload_and_early_training_are_refused_on_the_page(page, live_server: LiveServer, unique_name: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     base = shared_data("customvision-samples", "ImageClassification", "Images")
     notes = tmp_path / "notes.jpg"
     notes.write_text("shopping list, not a photo")

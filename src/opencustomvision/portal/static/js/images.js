@@ -53,6 +53,8 @@ export function ImagesPage({ project, domain }) {
   const count = listing.data?.count ?? 0;
   const pages = Math.max(1, Math.ceil(count / PAGE_SIZE));
   const refresh = () => { listing.reload(); tags.reload(); };
+  // An open image refreshes only the tag counts; the grid refreshes when it closes, so an image tagged in the
+  // Untagged view stays open.
   const changeFilter = (next) => { setFilter(next); setPage(0); };
   const toggle = (id) => setSelected((previous) => {
     const next = new Set(previous);
@@ -100,7 +102,7 @@ export function ImagesPage({ project, domain }) {
       tags=${tags.data ?? []} position=${`${opened + 1 + page * PAGE_SIZE} of ${count}`}
       onPrevious=${opened > 0 ? () => setOpened(opened - 1) : null}
       onNext=${opened + 1 < images.length ? () => setOpened(opened + 1) : null}
-      onChanged=${refresh} onTagsChanged=${tags.reload}
+      onChanged=${tags.reload}
       onClose=${() => { setOpened(null); refresh(); }} />` : null}
     ${uploading ? html`<${UploadDialog} project=${project} domain=${domain} tags=${tags.data ?? []} initialFiles=${uploading}
       onClose=${() => { setUploading(null); refresh(); }} />` : null}
@@ -245,7 +247,7 @@ export function UploadDialog({ project, domain, tags, initialFiles, onClose }) {
     ${isDetection(domain) ? html`<p class="muted">Object detection: draw the regions on each image after the upload.</p>`
       : html`<${TagChooser} tags=${tags} chosen=${chosen} onChange=${setChosen} allowNew newTags=${newTags} onNewTags=${setNewTags} />`}
     <progress max=${files.length || 1} value=${done} aria-label="Upload progress"></progress>
-    <p class="upload-tally" aria-live="polite">${done} of ${files.length} processed: ${tally.ok} uploaded, ${tally.duplicate} duplicates, ${tally.refused} refused${finished ? ". Done." : ""}</p>
+    <p class="upload-tally" aria-live="polite">${done} of ${files.length} processed: ${tally.ok} uploaded, ${tally.duplicate} duplicate${tally.duplicate === 1 ? "" : "s"}, ${tally.refused} refused${finished ? ". Done." : ""}</p>
     <${ErrorNote} error=${action.error} />
     ${results.length ? html`<ol class="upload-results" aria-label="Upload results">
       ${files.map((file, index) => results[index] ? html`<li key=${index} class=${results[index].status === "OK" ? "ok" : results[index].status === "OKDuplicate" ? "duplicate" : "refused"}>

@@ -10,6 +10,7 @@ export const colourOf = (tags, tagId) => COLOURS[Math.max(0, tags.findIndex((t) 
 const SUGGESTION_FLOOR = 0.3;
 const PROPOSALS_SHOWN = 8;
 
+// The smart labeler (SuggestTagsAndRegions) answers for untagged images only, as on Azure.
 async function latestCompletedIteration(projectId) {
   const iterations = await training("GET", `/projects/${projectId}/iterations`);
   return iterations.filter((it) => it.status === "Completed").sort((a, b) => (a.created < b.created ? 1 : -1))[0] ?? null;
@@ -33,7 +34,7 @@ function annotationOfBox(id, box, image) {
     x, y, w, h, bounds: { minX: x, minY: y, maxX: x + w, maxY: y + h } } } } };
 }
 
-export function ImageDetail({ project, domain, image: listed, tags, position, onPrevious, onNext, onChanged, onTagsChanged, onClose }) {
+export function ImageDetail({ project, domain, image: listed, tags, position, onPrevious, onNext, onChanged, onClose }) {
   const loaded = useLoad(async () => (await training("GET", `/projects/${project.id}/images/id`, { query: { imageIds: [listed.id] } }))[0], [listed.id]);
   const iteration = useLoad(() => latestCompletedIteration(project.id), [project.id]);
   const [deleting, setDeleting] = useState(false);
@@ -49,9 +50,9 @@ export function ImageDetail({ project, domain, image: listed, tags, position, on
       ${image === null ? html`<p class="error">This image no longer exists.</p>` : null}
       ${image ? (isDetection(domain)
         ? html`<${RegionEditor} key=${image.id} project=${project} image=${image} tags=${tags} iteration=${iteration.data}
-            onChanged=${() => { onChanged(); loaded.reload(); }} onTagsChanged=${onTagsChanged} />`
+            onChanged=${() => { onChanged(); loaded.reload(); }} />`
         : html`<${TagEditor} key=${image.id} project=${project} image=${image} tags=${tags} iteration=${iteration.data}
-            onChanged=${() => { onChanged(); loaded.reload(); }} onTagsChanged=${onTagsChanged} />`) : null}
+            onChanged=${() => { onChanged(); loaded.reload(); }} />`) : null}
       <div class="actions detail-nav">
         <button type="button" disabled=${!onPrevious} onClick=${onPrevious} aria-keyshortcuts="ArrowLeft">Previous (←)</button>
         <button type="button" disabled=${!onNext} onClick=${onNext} aria-keyshortcuts="ArrowRight">Next (→)</button>
@@ -103,7 +104,7 @@ function TagEditor({ project, image, tags, iteration, onChanged }) {
         ${tags.filter((t) => !own.has(t.id)).map((t) => html`<option value=${t.id}>${t.name}</option>`)}
       </select></label>
       <${ErrorNote} error=${action.error} />
-      ${iteration ? html`<h3>Smart labeler</h3>
+      ${iteration && !own.size ? html`<h3>Smart labeler</h3>
         <button type="button" onClick=${smart.suggest} disabled=${smart.action.busy}>Suggest tags (${iteration.name})</button>
         <${ErrorNote} error=${smart.action.error} />
         ${smart.suggested ? html`<ul class="suggestions" aria-label="Suggested tags">
@@ -261,7 +262,7 @@ function RegionEditor({ project, image, tags, iteration, onChanged }) {
       <${ErrorNote} error=${action.error} />
       <h3>Suggestions</h3>
       <button type="button" onClick=${propose} disabled=${proposing.busy}>Region proposals</button>
-      ${iteration ? html` <button type="button" onClick=${smart.suggest} disabled=${smart.action.busy}>Smart labeler (${iteration.name})</button>` : null}
+      ${iteration && !(image.tags ?? []).length ? html` <button type="button" onClick=${smart.suggest} disabled=${smart.action.busy}>Smart labeler (${iteration.name})</button>` : null}
       <${ErrorNote} error=${proposing.error ?? smart.action.error} />
       ${proposals ? html`<ul class="suggestions" aria-label="Region proposals">
         ${proposals.map((p, index) => html`<li key=${index}>#${index + 1} <span class="muted">${percent(p.confidence)}</span>

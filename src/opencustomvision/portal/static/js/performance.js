@@ -232,6 +232,6 @@ function WrongImages({ project, domain, judged, threshold, overlap, onRetagged }
       tags=${tags.data ?? []} position=${`${opened + 1} of ${wrong.length} wrong`}
       onPrevious=${opened > 0 ? () => setOpened(opened - 1) : null}
       onNext=${opened + 1 < wrong.length ? () => setOpened(opened + 1) : null}
-      onChanged=${() => {}} onTagsChanged=${tags.reload} onClose=${() => { setOpened(null); onRetagged(); }} />` : null}
+      onChanged=${tags.reload} onClose=${() => { setOpened(null); onRetagged(); }} />` : null}
   </section>`;
 }
