@@ -54,6 +54,12 @@ def page(chromium, request: pytest.FixtureRequest):  # type: ignore[no-untyped-d
     assert not problems, problems
 
 
+def snapshot(page, name: str) -> None:  # type: ignore[no-untyped-def]
+    """A screen worth looking at before the last one, beside the tests' own screenshots."""
+    SCREENSHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
 def sign_in(page, live_server: LiveServer, key: str | None = None) -> None:  # type: ignore[no-untyped-def]
     page.goto(live_server.endpoint + "/")
     page.get_by_label("Training key").fill(key if key is not None else live_server.default.training_key)

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import LiveServer, shared_data
-from tests.portal_browser import TRAINING_TIMEOUT_MS, api, close_dialog, create_project, sign_in, upload, wait_until
+from tests.portal_browser import TRAINING_TIMEOUT_MS, api, close_dialog, create_project, sign_in, snapshot, upload, wait_until
 
 pytestmark = pytest.mark.slow
 SIDES = ("left", "top", "width", "height")
@@ -66,6 +66,7 @@ def test_detection_flow(page, live_server: LiveServer, unique_name: str) -> None
     assert len(drawn) == 1 and drawn[0]["tagId"] == tag_ids[name]
     for side in SIDES:
         assert drawn[0][side] == pytest.approx(box[side], abs=0.01), (side, drawn[0], box)
+    snapshot(page, "test_detection_flow-drawn")
 
     # Its tag changes from the region list; the box stays where it was drawn.
     other = "scissors" if name == "fork" else "fork"
@@ -97,6 +98,8 @@ def test_detection_flow(page, live_server: LiveServer, unique_name: str) -> None
     page.locator(".iteration .status.Completed").wait_for(timeout=TRAINING_TIMEOUT_MS)
     page.get_by_role("slider", name="Overlap threshold").wait_for()
     assert page.locator('[data-metric="ap"]').inner_text().endswith("%")
+    page.get_by_role("region", name="Images the model got wrong").wait_for()
+    snapshot(page, "test_detection_flow-performance")
 
     page.get_by_role("link", name="Quick test").click()
     page.get_by_label("Image file to test").set_input_files(str(base / "Images" / "test" / "test_image.jpg"))
