@@ -1,5 +1,6 @@
 """The portal's classification flow in headless Chromium: sign in, create, upload with tags, train, read and move
-the performance numbers, quick-test, publish; then the published URL answers a Prediction-Key client."""
+the performance numbers, quick-test, keep the test as a training image, accept a smart-labeler tag, publish; then
+the published URL answers a Prediction-Key client."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import re
 
 import httpx
 import pytest
+from PIL import Image
 
 from tests.conftest import LiveServer, shared_data
 from tests.portal_browser import TRAINING_TIMEOUT_MS, api, close_dialog, create_project, sign_in, upload
@@ -18,7 +20,7 @@ def shown_percent(value: float) -> str:
     return f"{100 * value:.1f}%"
 
 
-def test_classification_flow(page, live_server: LiveServer, unique_name: str) -> None:  # type: ignore[no-untyped-def]
+def test_classification_flow(page, live_server: LiveServer, unique_name: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     base = shared_data("customvision-samples", "ImageClassification", "Images")
     sign_in(page, live_server)
     project_id = create_project(page, unique_name)
@@ -70,10 +72,25 @@ def test_classification_flow(page, live_server: LiveServer, unique_name: str) ->
     first_row.wait_for()
     assert first_row.locator("th").inner_text() == "Hemlock"
 
-    # The smart labeler: the same photo added untagged gets Hemlock suggested; accepting it tags the image.
+    # The quick test was kept: it is a stored prediction, and becomes a training image tagged with its top tag.
+    page.get_by_role("link", name="Predictions").click()
+    stored = page.get_by_role("list", name="Stored predictions").locator("li")
+    stored.first.wait_for()
+    assert stored.count() == 1 and stored.first.inner_text().startswith("Hemlock")
+    stored.first.get_by_label("Select prediction").check()
+    page.get_by_role("button", name="Add to training images").click()
+    page.get_by_role("status").filter(has_text="Added to training images: 1 uploaded").wait_for()
+    hemlock_id = next(tag["id"] for tag in at_half["perTagPerformance"] if tag["name"] == "Hemlock")
+    with api(live_server) as client:
+        assert client.get(f"/projects/{project_id}/images/tagged/count", params={"tagIds": hemlock_id}).json() == 11
+
+    # The smart labeler: the photo turned upright again (other bytes, so no duplicate) added untagged gets Hemlock
+    # suggested; accepting it tags the image.
+    turned = tmp_path / "turned.jpg"
+    Image.open(base / "Test" / "test_image.jpg").transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(turned, quality=90)
     page.get_by_role("link", name="Training images").click()
     page.get_by_label("Untagged").check()
-    upload(page, [base / "Test" / "test_image.jpg"])
+    upload(page, [turned])
     close_dialog(page)
     page.get_by_role("button", name="Open image 1", exact=True).click()
     page.get_by_role("button", name=re.compile(r"^Suggest tags")).click()
@@ -83,9 +100,8 @@ def test_classification_flow(page, live_server: LiveServer, unique_name: str) ->
     suggestion.get_by_role("button", name="Accept").click()
     page.get_by_role("list", name="Tags of this image").get_by_text("Hemlock").wait_for()
     with api(live_server) as client:
-        untagged = client.get(f"/projects/{project_id}/images/untagged/count").json()
-        tagged = client.get(f"/projects/{project_id}/images/tagged", params={"tagIds": at_half["perTagPerformance"][0]["id"]}).json()
-    assert untagged == 0 and len(tagged) == 11  # Hemlock sorts first by name
+        assert client.get(f"/projects/{project_id}/images/untagged/count").json() == 0
+        assert client.get(f"/projects/{project_id}/images/tagged/count", params={"tagIds": hemlock_id}).json() == 12
     close_dialog(page)
 
     page.get_by_role("link", name="Performance").click()

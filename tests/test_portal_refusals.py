@@ -18,6 +18,12 @@ def test_sign_out_forgets_the_key_and_a_wrong_key_is_refused(page, live_server: 
     page.get_by_label("Training key").wait_for()
     assert page.evaluate("sessionStorage.getItem('ocv.trainingKey')") is None
 
+    # A key that stops working mid-session (rotated, another server) signs the tab out, saying why.
+    page.evaluate("sessionStorage.setItem('ocv.trainingKey', 'a-key-this-server-does-not-know')")
+    page.reload()
+    page.get_by_role("alert").filter(has_text="You were signed out").wait_for()
+    assert page.evaluate("sessionStorage.getItem('ocv.trainingKey')") is None
+
     page.get_by_label("Training key").fill("not-a-key")
     page.get_by_role("button", name="Sign in").click()
     alert = page.get_by_role("alert")

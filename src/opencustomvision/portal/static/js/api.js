@@ -2,6 +2,7 @@
 
 const TRAINING = "/customvision/v3.3/training";
 const KEY = "ocv.trainingKey";
+export const SIGNED_OUT = "ocv:signed-out";
 
 export class ApiError extends Error {
   constructor(status, code, message) {
@@ -50,7 +51,14 @@ export function training(method, path, { query, json, key } = {}) {
     headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(json);
   }
-  return send(url(TRAINING + path, query), init);
+  return send(url(TRAINING + path, query), init).catch((error) => {
+    // The signed-in key stopped working (a rotated key, another server): sign the tab out.
+    if (key === undefined && error.status === 401) {
+      credentials.signOut();
+      dispatchEvent(new CustomEvent(SIGNED_OUT, { detail: error }));
+    }
+    throw error;
+  });
 }
 
 /** A file as the base64 text ImageFileCreateEntry.contents carries. */

@@ -2,7 +2,7 @@
 
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
-import { ApiError, credentials, training } from "./api.js";
+import { ApiError, SIGNED_OUT, credentials, training } from "./api.js";
 import { ErrorNote, go, html, useAction, useLoad } from "./ui.js";
 import { ProjectsPage } from "./projects.js";
 import { ImagesPage } from "./images.js";
@@ -21,7 +21,7 @@ function useHash() {
   return hash.replace(/^#\/?/, "").split("/").filter(Boolean).map(decodeURIComponent);
 }
 
-function SignIn({ onSignedIn }) {
+function SignIn({ expired, onSignedIn }) {
   const action = useAction();
   const submit = (event) => {
     event.preventDefault();
@@ -46,7 +46,7 @@ function SignIn({ onSignedIn }) {
       <input id="training-key" name="key" type="password" autocomplete="off" required autofocus
         placeholder="the training key ocv serve printed" />
       <button type="submit" class="primary" disabled=${action.busy}>Sign in</button>
-      <${ErrorNote} error=${action.error} />
+      <${ErrorNote} error=${action.error ?? (expired && { code: expired.code, message: `You were signed out: ${expired.message}` })} />
     </form>
     <p class="hint">The key stays in this browser tab's session storage and is sent as the Training-Key header.</p>
   </main>`;
@@ -84,13 +84,13 @@ function App() {
   const route = useHash();
   const [signedIn, setSignedIn] = useState(Boolean(credentials.trainingKey));
   const signOut = () => { credentials.signOut(); setSignedIn(false); go(); };
+  const [expired, setExpired] = useState(null);
   useEffect(() => {
-    // A key the server no longer knows (another server, a rotated key) signs the tab out.
-    const expired = (event) => { if (event.reason instanceof ApiError && event.reason.status === 401) signOut(); };
-    addEventListener("unhandledrejection", expired);
-    return () => removeEventListener("unhandledrejection", expired);
+    const ended = (event) => { setExpired(event.detail); setSignedIn(false); };
+    addEventListener(SIGNED_OUT, ended);
+    return () => removeEventListener(SIGNED_OUT, ended);
   }, []);
-  if (!signedIn) return html`<${SignIn} onSignedIn=${() => setSignedIn(true)} />`;
+  if (!signedIn) return html`<${SignIn} expired=${expired} onSignedIn=${() => { setExpired(null); setSignedIn(true); }} />`;
   const [section, projectId, tab, ...rest] = route;
   return html`<div class="shell">
     <header class="top"><a href="#/" class="brand">OpenCustomVision</a>
