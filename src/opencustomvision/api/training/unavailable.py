@@ -12,11 +12,11 @@ from opencustomvision.domain.errors import DomainError
 router = APIRouter()
 
 PENDING_OPERATIONS: tuple[tuple[str, str, str], ...] = (
-    ("GET", "/projects/{project_id}/artifacts", "GetArtifact"),
-    ("GET", "/projects/{project_id}/export", "ExportProject"),
+    ("GET", "/projects/{project_id:uuid}/artifacts", "GetArtifact"),
+    ("GET", "/projects/{project_id:uuid}/export", "ExportProject"),
     ("POST", "/projects/import", "ImportProject"),
-    ("GET", "/projects/{project_id}/iterations/{iteration_id}/export", "GetExports"),
-    ("POST", "/projects/{project_id}/iterations/{iteration_id}/export", "ExportIteration"),
+    ("GET", "/projects/{project_id:uuid}/iterations/{iteration_id:uuid}/export", "GetExports"),
+    ("POST", "/projects/{project_id:uuid}/iterations/{iteration_id:uuid}/export", "ExportIteration"),
 )
 
 
