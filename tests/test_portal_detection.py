@@ -99,6 +99,7 @@ def test_detection_flow(page, live_server: LiveServer, unique_name: str) -> None
     page.get_by_role("slider", name="Overlap threshold").wait_for()
     assert page.locator('[data-metric="ap"]').inner_text().endswith("%")
     page.get_by_role("region", name="Images the model got wrong").wait_for()
+    page.locator('svg[aria-label="Precision-recall curve"], [aria-label="Precision-recall curve"] svg').first.wait_for()
     snapshot(page, "test_detection_flow-performance")
 
     page.get_by_role("link", name="Quick test").click()

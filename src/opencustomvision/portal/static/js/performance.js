@@ -1,7 +1,7 @@
 // Performance of each iteration: the numbers at any threshold (GetIterationPerformance), a precision-recall
 // curve, a confusion matrix and the images the model got wrong (GetImagePerformances: out-of-fold predictions).
 
-import { useEffect, useMemo, useRef, useState } from "preact/hooks";
+import { useCallback, useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { allPages, training } from "./api.js";
 import { Confirm, ErrorNote, go, html, isDetection, loadPlot, percent, useLoad } from "./ui.js";
 import { TrainingStatus } from "./train.js";
@@ -79,6 +79,10 @@ function Metrics({ project, domain, iteration }) {
     { query: { threshold: t, overlapThreshold: detection ? asked.overlap : undefined } }) }))), [iteration.id, asked.overlap]);
   const judged = useLoad(() => allPages(`${base}/performance/images`), [iteration.id]);
   const report = performance.data;
+  // Each chart is redrawn when its data or the threshold changes, not at every render of the page.
+  const drawCurve = useCallback((Plot) => precisionRecallChart(Plot, curve.data, threshold), [curve.data, threshold]);
+  const drawMatrix = useCallback((Plot) => confusionChart(Plot, confusion(judged.data, threshold, iteration.classificationType)),
+    [judged.data, threshold]);
   return html`<section class="metrics" aria-label="Performance">
     <div class="sliders">
       <label>Probability threshold <output id="threshold-value">${percent(threshold)}</output>
@@ -105,11 +109,11 @@ function Metrics({ project, domain, iteration }) {
     <div class="charts">
       <figure><figcaption>Precision–recall curve</figcaption>
         <${ErrorNote} error=${curve.error} />
-        ${curve.data ? html`<${Chart} draw=${(Plot) => precisionRecallChart(Plot, curve.data, threshold)} label="Precision-recall curve" />` : html`<p class="loading">Computing the curve…</p>`}
+        ${curve.data ? html`<${Chart} draw=${drawCurve} label="Precision-recall curve" />` : html`<p class="loading">Computing the curve…</p>`}
       </figure>
       ${detection ? null : html`<figure><figcaption>Confusion matrix at ${percent(threshold)}</figcaption>
         <${ErrorNote} error=${judged.error} />
-        ${judged.data ? html`<${Chart} draw=${(Plot) => confusionChart(Plot, confusion(judged.data, threshold, iteration.classificationType))} label="Confusion matrix" />` : null}
+        ${judged.data ? html`<${Chart} draw=${drawMatrix} label="Confusion matrix" />` : null}
       </figure>`}
     </div>
     ${judged.data ? html`<${WrongImages} project=${project} domain=${domain} judged=${judged.data} threshold=${threshold} overlap=${overlap} onRetagged=${judged.reload} />` : null}
