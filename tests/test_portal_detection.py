@@ -57,8 +57,8 @@ def test_detection_flow(page, live_server: LiveServer, unique_name: str) -> None
 
     # The first image of the grid: draw its box with the mouse.
     page.get_by_role("button", name="Open image 1", exact=True).click()
-    page.locator(".labeler-holder svg").first.wait_for()
     first = listed[0]["id"]
+    page.locator(f'.labeler[data-image-id="{first}"][data-ready="true"]').wait_for()
     name, box = truth_of[first]
     page.get_by_label("Current tag").select_option(tag_ids[name])
     draw(page, box)
@@ -81,7 +81,7 @@ def test_detection_flow(page, live_server: LiveServer, unique_name: str) -> None
     page.keyboard.press("ArrowRight")
     page.get_by_role("dialog", name="Image 2 of 40").wait_for()
     second = listed[1]["id"]
-    page.locator(".labeler-holder svg").first.wait_for()
+    page.locator(f'.labeler[data-image-id="{second}"][data-ready="true"]').wait_for()
     draw(page, {"left": 0.1, "top": 0.1, "width": 0.3, "height": 0.3})
     wait_until(lambda: len(regions_of(client, project_id, second)) == 1, message="the second image's region")
     page.locator("body").press("Delete")

@@ -236,7 +236,7 @@ function RegionEditor({ project, image, tags, iteration, onChanged }) {
   ];
   return html`<div class="detail-body" data-version=${version}>
     <div class="detail-image">
-      <div class="labeler" data-testid="labeler">
+      <div class="labeler" data-image-id=${image.id} data-ready=${annotator.current ? "true" : "false"}>
         <div ref=${holder} class="labeler-holder"></div>
         <${BoxOverlay} boxes=${overlay} />
       </div>
