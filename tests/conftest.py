@@ -27,6 +27,9 @@ from opencustomvision.config import Settings
 from opencustomvision.domain.resources import ResourceCredentials, create_resource
 from opencustomvision.jobs.notify import SmtpSettings
 
+# The portal tests' browser fixtures (chromium, page), one Chromium for the whole session.
+pytest_plugins = ("tests.portal_browser",)
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 

@@ -53,6 +53,7 @@ from opencustomvision.jobs.runner import JobHandler, JobRunner
 from opencustomvision.jobs.training import TrainingJob
 from opencustomvision.jobs.worker import InProcessWorker
 from opencustomvision.ml.registry import BackboneRegistry
+from opencustomvision.portal import PREFIX as PORTAL_PREFIX, Portal
 from opencustomvision.storage.blobs import LocalBlobStore
 from opencustomvision.storage.db import create_db_engine, migrate, session_factory
 from opencustomvision.storage.models import ServiceSecret
@@ -126,6 +127,10 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(blobs.router)
     app.include_router(health.router)
     app.mount(SCENARIO_PREFIX, create_scenario_app(services))
+    # After the API, so its paths never reach the portal; the portal calls that API like any other client.
+    portal = Portal()
+    app.add_route("/", portal.index, methods=["GET", "HEAD"], include_in_schema=False)
+    app.mount(PORTAL_PREFIX, portal.files)
     app.add_exception_handler(DomainError, domain_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(ValidationError, validation_error_handler)

@@ -60,6 +60,7 @@ def serve(args: argparse.Namespace) -> int:
     print(f"OpenCustomVision on {endpoint}", flush=True)
     print(f"  data directory:         {settings.data_dir}")
     print(f"  endpoint:               {endpoint}")
+    print(f"  web portal:             {endpoint}/  (sign in with the training key)")
     print(f"  training key:           {credentials.training_key}")
     print(f"  prediction key:         {credentials.prediction_key}")
     print(f"  prediction resource id: {credentials.prediction_resource_id}")
