@@ -145,3 +145,14 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
 @pytest.fixture
 def unique_name() -> str:
     return f"test-{uuid.uuid4().hex[:10]}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On the PostgreSQL pass (OCV_TEST_DATABASE_URL), tests marked db_independent are skipped: the SQLite pass
+    ran them, and a second run would only double CI's time."""
+    if not os.environ.get("OCV_TEST_DATABASE_URL"):
+        return
+    skip = pytest.mark.skip(reason="db_independent: run in the SQLite pass")
+    for item in items:
+        if item.get_closest_marker("db_independent"):
+            item.add_marker(skip)

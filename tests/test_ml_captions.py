@@ -12,6 +12,8 @@ from opencustomvision.ml.captions import ImageNetLabeler, imagenet_names
 from opencustomvision.ml.preprocess import preprocess_batch
 from tests.conftest import LiveServer, shared_data
 
+pytestmark = pytest.mark.db_independent
+
 
 @pytest.fixture(scope="module")
 def lite2(live_server: LiveServer) -> Backbone:

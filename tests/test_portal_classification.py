@@ -13,7 +13,7 @@ from PIL import Image
 from tests.conftest import LiveServer, shared_data
 from tests.portal_browser import TRAINING_TIMEOUT_MS, api, close_dialog, create_project, sign_in, upload
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.db_independent]
 
 
 def shown_percent(value: float) -> str:

@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import LiveServer, shared_data
 from tests.portal_browser import TRAINING_TIMEOUT_MS, api, close_dialog, create_project, sign_in, snapshot, upload, wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.db_independent]
 SIDES = ("left", "top", "width", "height")
 
 

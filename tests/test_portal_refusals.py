@@ -7,7 +7,7 @@ import pytest
 from tests.conftest import LiveServer, shared_data
 from tests.portal_browser import api, close_dialog, create_project, sign_in, upload
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.db_independent]
 
 
 def test_sign_out_forgets_the_key_and_a_wrong_key_is_refused(page, live_server: LiveServer) -> None:  # type: ignore[no-untyped-def]
