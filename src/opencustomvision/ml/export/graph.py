@@ -91,8 +91,10 @@ def classifier_graph(parts: ClassifierParts, metadata: Mapping[str, str]) -> onn
     builder.normalised_rgb(INPUT_NAME, "backbone/" + BACKBONE_INPUT)
 
     embedding = "backbone/embedding"
-    norm = builder.node("ReduceL2", [embedding, builder.constant("axes_last", np.array([-1], np.int64))], keepdims=1)
-    safe = builder.node("Max", [norm, builder.constant("tiny", np.array(1e-12, np.float32))])
+    # sqrt(sum(x * x)) rather than ReduceL2, which onnx2tf mistranslates.
+    squares = builder.node("ReduceSum", [builder.node("Mul", [embedding, embedding]),
+                                         builder.constant("axes_last", np.array([-1], np.int64))], keepdims=1)
+    safe = builder.node("Max", [builder.node("Sqrt", [squares]), builder.constant("tiny", np.array(1e-12, np.float32))])
     unit = builder.node("Div", [embedding, safe])
     weights = builder.constant("head_weights", np.asarray(parts.coef, np.float64).T.astype(np.float32))
     bias = np.clip(np.asarray(parts.intercept, np.float64), -_LOGIT_LIMIT, _LOGIT_LIMIT).astype(np.float32)
@@ -133,9 +135,11 @@ def detector_graph(parts: DetectorParts, metadata: Mapping[str, str]) -> onnx.Mo
 
     # The served model decodes at most CANDIDATES_BEFORE_NMS (point, tag) pairs: the most probable.
     flat = builder.node("Reshape", [scores, builder.constant("flat_shape", np.array([-1], np.int64))])
-    count = min(detection_model.CANDIDATES_BEFORE_NMS, len(points) * parts.tag_count)
-    best, _ = builder.node("TopK", [flat, builder.constant("candidates", np.array([count], np.int64))], n_outputs=2)
-    cut = builder.node("Gather", [best, builder.constant("last", np.array(count - 1, np.int64))], axis=0)
+    # k from Shape (not a constant): onnx2tf cannot read a constant k under numpy 2.
+    count = builder.node("Min", [builder.node("Shape", [flat]),
+                                 builder.constant("candidates", np.array([detection_model.CANDIDATES_BEFORE_NMS], np.int64))])
+    best, _ = builder.node("TopK", [flat, count], n_outputs=2)
+    cut = builder.node("ReduceMin", [best, builder.constant("axis0", np.array([0], np.int64))], keepdims=0)
     kept_scores = builder.node("Where", [builder.node("GreaterOrEqual", [scores, cut]), scores, "zero"])
 
     per_class = builder.node("Transpose", [kept_scores], perm=[0, 2, 1])  # (1, C, L)
@@ -148,7 +152,7 @@ def detector_graph(parts: DetectorParts, metadata: Mapping[str, str]) -> onnx.Mo
     pairs = builder.node("Slice", [selected, builder.constant("from1", np.array([1], np.int64)),
                                    builder.constant("to3", np.array([3], np.int64)),
                                    builder.constant("axis1", np.array([1], np.int64))])  # (K, 2)
-    found_scores = builder.node("GatherND", [builder.node("Squeeze", [per_class, builder.constant("axis0", np.array([0], np.int64))]), pairs])
+    found_scores = builder.node("GatherND", [builder.node("Squeeze", [per_class, "axis0"]), pairs])
     point_index = builder.node("Gather", [pairs, builder.constant("one_index", np.array(1, np.int64))], axis=1)
     class_index = builder.node("Gather", [pairs, builder.constant("zero_index", np.array(0, np.int64))], axis=1)
     found_boxes = builder.node("Gather", [builder.node("Squeeze", [boxes, "axis0"]), point_index], axis=0)
