@@ -74,7 +74,10 @@ class TensorFlowGraph:
             return tf.graph_util.import_graph_def(definition, input_map={f"{_CANONICAL_INPUT}:0": image},
                                                   return_elements=[f"{name}:0" for name in output_names], name="model")
 
-        self._imported = tf.compat.v1.wrap_function(imported, [self._spec(_CANONICAL_INPUT)])
+        self.imported = tf.compat.v1.wrap_function(imported, [self._spec(_CANONICAL_INPUT)])
+
+    def output_shape(self, name: str) -> list[int | None]:
+        return list(self.imported.outputs[self.output_names.index(name)].shape)
 
     def _spec(self, name: str) -> Any:
         import tensorflow as tf
@@ -85,7 +88,7 @@ class TensorFlowGraph:
         """A ``tf.function`` with Azure's TensorFlow interface (see the module docstring)."""
         import tensorflow as tf
 
-        imported, names, detection = self._imported, self.output_names, self.detection
+        imported, names, detection = self.imported, self.output_names, self.detection
 
         @tf.function(input_signature=[self._spec(TF_INPUT)])
         def serve(image: Any) -> dict[str, Any]:
