@@ -41,6 +41,7 @@ from azure.cognitiveservices.vision.customvision.training.models import (
     CustomVisionErrorException,
     ImageFileCreateBatch,
     ImageFileCreateEntry,
+    PredictionQueryToken,
 )
 from msrest.authentication import ApiKeyCredentials
 from PIL import Image
@@ -444,20 +445,28 @@ def test_rename_iteration(lab: Lab, second_pair_iteration) -> None:  # type: ign
     assert lab.trainer.get_iteration(project_id, second).name == "Iteration 2"
 
 
-def test_publish_to_another_resource_then_unpublish_and_delete(lab: Lab, second_pair_iteration, live_server: LiveServer) -> None:  # type: ignore[no-untyped-def]
+def test_publish_to_another_account_is_refused_then_unpublish_and_delete(lab: Lab, second_pair_iteration, live_server: LiveServer) -> None:  # type: ignore[no-untyped-def]
     _, second = second_pair_iteration
     project_id, first, _, _ = lab.pair
     other, default = live_server.other, live_server.default
-    assert lab.trainer.publish_iteration(project_id, first, "elsewhere", other.prediction_resource_id) is True
-    published = lab.trainer.get_iteration(project_id, first)
-    assert published.publish_name == "elsewhere" and published.original_publish_resource_id == other.prediction_resource_id
-
-    # Only the resource it was published to can use it.
-    theirs = predictor_for(live_server, other.prediction_key).classify_image(project_id, "elsewhere", png(RED))
-    assert theirs.predictions[0].tag_name == "red" and theirs.iteration == first
-    response = httpx.post(classify_url(live_server, project_id, "elsewhere"), headers={"Prediction-Key": default.prediction_key},
+    # Another account's prediction resource: its key must never reach this model, nor its images this project.
+    assert refused(lab.api.publish(project_id, first, "elsewhere", other.prediction_resource_id)) == (400, "BadRequestInvalidPublishTarget")
+    assert lab.trainer.get_iteration(project_id, first).publish_name is None
+    response = httpx.post(classify_url(live_server, project_id, "elsewhere"), headers={"Prediction-Key": other.prediction_key},
                           content=png(RED))
     assert refused(response) == (404, "NotFoundIteration")
+
+    assert lab.trainer.publish_iteration(project_id, first, "elsewhere", default.prediction_resource_id) is True
+    published = lab.trainer.get_iteration(project_id, first)
+    assert published.publish_name == "elsewhere" and published.original_publish_resource_id == default.prediction_resource_id
+    ours = predictor_for(live_server, default.prediction_key).classify_image(project_id, "elsewhere", png(RED))
+    assert ours.predictions[0].tag_name == "red" and ours.iteration == first
+    # Only its own prediction key reaches it.
+    response = httpx.post(classify_url(live_server, project_id, "elsewhere"), headers={"Prediction-Key": other.prediction_key},
+                          content=png(RED))
+    assert refused(response) == (404, "NotFoundIteration")
+    stored = lab.trainer.query_predictions(project_id, PredictionQueryToken(max_count=256, iteration_id=first))
+    assert [result.iteration for result in stored.results] == [first]  # ours alone; the refused call stored nothing
 
     # The name belongs to the first iteration.
     assert refused(lab.api.publish(project_id, second, "elsewhere", default.prediction_resource_id)) == (400, "BadRequestInvalidPublishName")
@@ -465,7 +474,7 @@ def test_publish_to_another_resource_then_unpublish_and_delete(lab: Lab, second_
     assert sdk_error(lambda: lab.trainer.delete_iteration(project_id, first)) == ("BadRequestIterationIsPublished", 400)
     assert lab.api.http.delete(f"/projects/{project_id}/iterations/{first}/publish").status_code == 204
     assert lab.trainer.get_iteration(project_id, first).publish_name is None
-    response = httpx.post(classify_url(live_server, project_id, "elsewhere"), headers={"Prediction-Key": other.prediction_key},
+    response = httpx.post(classify_url(live_server, project_id, "elsewhere"), headers={"Prediction-Key": default.prediction_key},
                           content=png(RED))
     assert refused(response) == (404, "NotFoundIteration")
     assert lab.api.http.delete(f"/projects/{project_id}/iterations/{first}").status_code == 204

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from opencustomvision.api import blobs
+from opencustomvision.api import blobs, health
 from opencustomvision.api.body_limit import BodySizeLimitMiddleware
 from opencustomvision.api.deps import Services
 from opencustomvision.api.errors import (
@@ -40,6 +40,9 @@ from opencustomvision.imaging.fetch import FetchPolicy
 from opencustomvision.embeddings import EmbeddingCache
 from opencustomvision.inference import Predictor, StoredImageScorer
 from opencustomvision.jobs.notify import TrainingNotifier
+from opencustomvision.domain.jobs import TRAINING_JOB
+from opencustomvision.jobs.queue import new_worker_id
+from opencustomvision.jobs.runner import JobHandler, JobRunner
 from opencustomvision.jobs.training import TrainingJob
 from opencustomvision.jobs.worker import InProcessWorker
 from opencustomvision.ml.registry import BackboneRegistry
@@ -75,6 +78,11 @@ def build_services(settings: Settings) -> Services:
     backbones = BackboneRegistry(settings.data_dir / "models")
     embeddings = EmbeddingCache(blobs)
     predictor = Predictor(blobs, backbones)
+    handlers: dict[str, JobHandler] = {
+        TRAINING_JOB: TrainingJob(sessions, blobs, backbones, embeddings, TrainingNotifier(settings.smtp),
+                                  advanced_max_seconds=settings.advanced_training_max_seconds),
+    }
+    runner = JobRunner(sessions, handlers, worker_id=new_worker_id("in-process"))
     return Services(
         settings=settings,
         engine=engine,
@@ -84,10 +92,7 @@ def build_services(settings: Settings) -> Services:
         fetch_policy=FetchPolicy(allowed_hosts=settings.url_allowlist),
         predictor=predictor,
         scorer=StoredImageScorer(predictor, embeddings, blobs),
-        worker=InProcessWorker(sessions, TrainingJob(
-            sessions, blobs, backbones, embeddings, TrainingNotifier(settings.smtp),
-            advanced_max_seconds=settings.advanced_training_max_seconds,
-        )),
+        jobs=InProcessWorker(sessions, runner),
     )
 
 
@@ -96,9 +101,9 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        services.worker.start()
+        services.jobs.start()
         yield
-        services.worker.stop()
+        services.jobs.stop()
 
     app = FastAPI(title="OpenCustomVision", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.services = services
@@ -106,6 +111,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         app.include_router(router, prefix="/training")
     app.include_router(prediction.router, prefix="/prediction")
     app.include_router(blobs.router)
+    app.include_router(health.router)
     app.add_exception_handler(DomainError, domain_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(ValidationError, validation_error_handler)

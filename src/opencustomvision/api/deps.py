@@ -15,7 +15,7 @@ from opencustomvision.domain.errors import DomainError
 from opencustomvision.domain.resources import resource_for_training_key
 from opencustomvision.imaging.fetch import FetchPolicy
 from opencustomvision.inference import Predictor, StoredImageScorer
-from opencustomvision.jobs.worker import InProcessWorker
+from opencustomvision.jobs.queue import JobQueue
 from opencustomvision.storage.blobs import BlobStore
 from opencustomvision.storage.models import Resource
 from opencustomvision.storage.signing import BlobLinkSigner
@@ -33,7 +33,7 @@ class Services:
     fetch_policy: FetchPolicy
     predictor: Predictor
     scorer: StoredImageScorer
-    worker: InProcessWorker
+    jobs: JobQueue
 
 
 def get_services(request: Request) -> Services:

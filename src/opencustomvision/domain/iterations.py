@@ -14,11 +14,14 @@ from sqlalchemy.orm import Session
 
 from opencustomvision.domain import limits
 from opencustomvision.domain.catalog import OBJECT_DETECTION, find_domain
+from opencustomvision.domain import jobs
 from opencustomvision.domain.errors import DomainError, not_found
 from opencustomvision.domain.naming import require_storable_text
 from opencustomvision.storage.models import Image, ImageEmbedding, ImageTag, Iteration, IterationImage, Project, Resource, Tag, utcnow
 
 TRAINING, COMPLETED, FAILED = "Training", "Completed", "Failed"
+# What a cancelled training's iteration says as its failure reason (Scenario reads it as training-canceled).
+CANCELED_REASON = "canceled"
 TRAINING_TYPES = ("Regular", "Advanced")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _PUBLISH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,254}$")
@@ -155,8 +158,14 @@ def fingerprint(project: Project, snapshot: list[TrainingExample], training_type
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
-def start_training(session: Session, project: Project, request: TrainingRequest, *, advanced_enabled: bool) -> Iteration:
-    """Validate, snapshot the training set and queue an iteration in status Training.
+@dataclass(frozen=True)
+class QueuedTraining:
+    iteration: Iteration
+    job_id: str  # hand it to the job queue
+
+
+def start_training(session: Session, project: Project, request: TrainingRequest, *, advanced_enabled: bool) -> QueuedTraining:
+    """Validate, snapshot the training set and queue an iteration in status Training, with the job that trains it.
 
     ``advanced_enabled``: whether this service runs trainingType=Advanced (an operator's choice).
     """
@@ -220,6 +229,21 @@ def start_training(session: Session, project: Project, request: TrainingRequest,
                        regions=[list(region) for region in example.regions] if detection else None)
         for example in snapshot
     )
+    job = jobs.queue_job(session, kind=jobs.TRAINING_JOB, subject_id=iteration.id, project_id=project.id)
+    session.commit()
+    return QueuedTraining(iteration, job.id)
+
+
+def cancel_training(session: Session, iteration: Iteration) -> Iteration:
+    """Stop a training: a queued one ends now, a running one at its next check; either way the iteration ends
+    Failed with the reason ``canceled``."""
+    if iteration.status != TRAINING:
+        raise DomainError("BadRequest", f"The iteration is not training (its status is {iteration.status}).")
+    job = jobs.latest_job(session, jobs.TRAINING_JOB, iteration.id)
+    if job is None or jobs.request_cancel(session, job) or job.status in jobs.FINISHED:
+        iteration.status = FAILED
+        iteration.failure_reason = CANCELED_REASON
+        iteration.last_modified = utcnow()
     session.commit()
     return iteration
 
@@ -273,8 +297,10 @@ def publish_iteration(
             "A publish name is 1 to 255 letters, digits, spaces, dots, dashes or underscores, starting with a letter or digit.",
         )
     target = session.scalars(select(Resource).where(Resource.prediction_resource_id == prediction_resource_id)).first()
-    if target is None:
-        raise DomainError("BadRequestInvalidPublishTarget", f"'{prediction_resource_id}' is not a prediction resource of this service.")
+    # A resource publishes only to its own prediction resource: another account's key must never reach this model,
+    # nor its callers' images land in this project's stored predictions. Another's id reads as unknown.
+    if target is None or target.id != project.resource_id:
+        raise DomainError("BadRequestInvalidPublishTarget", f"'{prediction_resource_id}' is not a prediction resource of this account.")
     holder = session.scalars(select(Iteration).where(
         Iteration.project_id == project.id, Iteration.publish_name == publish_name, Iteration.id != iteration.id
     )).first()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,11 +21,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from opencustomvision.domain.catalog import DETECTION_BACKBONE, backbone_for, is_detection
 from opencustomvision.domain.images import images_by_id
-from opencustomvision.domain.iterations import COMPLETED, FAILED, TRAINING
+from opencustomvision.domain.iterations import CANCELED_REASON, COMPLETED, FAILED, TRAINING
 from opencustomvision.embeddings import EmbeddingCache
 from opencustomvision.imaging.decode import ImageRejected
 from opencustomvision.jobs.notify import TrainingNotifier
+from opencustomvision.jobs.runner import JobCanceled, JobContext, JobLost
+from opencustomvision.jobs.workdirs import job_workdir
 from opencustomvision.ml import finetune
+from opencustomvision.ml.child import ChildStopped
 from opencustomvision.ml.detection import isolated as detection_training
 from opencustomvision.ml.evaluation import cross_validated_predictions
 from opencustomvision.ml.heads import TagClassifier
@@ -108,14 +110,27 @@ class TrainingJob:
         self._notifier = notifier
         self._advanced_max_seconds = advanced_max_seconds
 
-    def __call__(self, iteration_id: str) -> None:
+    def run(self, context: JobContext) -> None:
         started = time.monotonic()
+        iteration_id = context.subject_id
         try:
-            self._train(iteration_id, started)
+            self._train(context, started)
+        except JobLost:
+            raise
+        except (JobCanceled, ChildStopped):
+            context.stop_if_asked()  # JobLost if the job moved to another worker: then that one goes on
+            self._fail(iteration_id, CANCELED_REASON, context)
+            self._notify(iteration_id)
+            raise JobCanceled(context.job_id) from None
         except Exception as error:
-            logger.exception("iteration %s failed", iteration_id)
-            self._fail(iteration_id, f"{type(error).__name__}: {error}")
+            self._fail(iteration_id, f"{type(error).__name__}: {error}", context)
+            self._notify(iteration_id)
+            raise
         self._notify(iteration_id)
+
+    def give_up(self, subject_id: str, reason: str) -> None:
+        self._fail(subject_id, reason)
+        self._notify(subject_id)
 
     def _notify(self, iteration_id: str) -> None:
         with self._sessions() as session:
@@ -126,51 +141,60 @@ class TrainingJob:
             self._notifier.training_finished(iteration.notification_email, project.name if project else iteration.project_id,
                                              iteration.name, iteration.status, iteration.failure_reason)
 
-    def _fail(self, iteration_id: str, reason: str) -> None:
+    def _fail(self, iteration_id: str, reason: str, context: JobContext | None = None) -> None:
         with self._sessions() as session:
+            if context is not None:
+                context.hold(session)
             iteration = session.get(Iteration, iteration_id)
             if iteration is not None and iteration.status == TRAINING:
                 iteration.status = FAILED
                 iteration.failure_reason = reason[:2000]
                 iteration.last_modified = utcnow()
-                session.commit()
+            session.commit()
 
-    def _train(self, iteration_id: str, started: float) -> None:
+    def _train(self, context: JobContext, started: float) -> None:
         with self._sessions() as session:
-            iteration = session.get(Iteration, iteration_id)
+            iteration = session.get(Iteration, context.subject_id)
             if iteration is None or iteration.status != TRAINING:
                 return
-            members = list(session.scalars(select(IterationImage).where(IterationImage.iteration_id == iteration_id)))
+            members = list(session.scalars(select(IterationImage).where(IterationImage.iteration_id == iteration.id)))
             tags = {tag.id: tag for tag in session.scalars(select(Tag).where(Tag.project_id == iteration.project_id))}
             # Tags deleted since the snapshot drop out; images that kept no tag drop out with them.
             members = [m for m in members if any(tag_id in tags for tag_id in m.tag_ids)]
             tag_ids = sorted({tag_id for m in members for tag_id in m.tag_ids if tag_id in tags}, key=lambda t: tags[t].name)
+            context.report_progress(0.05)
             if is_detection(iteration.domain_id):
-                self._train_detector(session, iteration, members, tag_ids, started)
+                self._train_detector(session, context, iteration, members, tag_ids, started)
                 return
             backbone_name = backbone_for(iteration.domain_id)
             labels = np.array([[1.0 if tag_id in m.tag_ids else 0.0 for tag_id in tag_ids] for m in members], dtype=np.float32)
             mode = iteration.classification_type or "Multiclass"
             negative = next((tag_id for tag_id in tag_ids if tags[tag_id].type == "Negative"), None)
             if iteration.training_type == "Advanced":
-                model, probabilities, folds = self._fine_tune(session, iteration, members, labels, tag_ids, mode, negative, backbone_name)
+                model, probabilities, folds = self._fine_tune(session, context, iteration, members, labels, tag_ids, mode,
+                                                              negative, backbone_name)
             else:
-                model, probabilities, folds = self._fit_head(session, members, labels, tag_ids, mode, negative, backbone_name)
+                model, probabilities, folds = self._fit_head(session, context, members, labels, tag_ids, mode, negative,
+                                                             backbone_name)
+            context.stop_if_asked()
 
             key = model_key(iteration.project_id, iteration.id)
             self._blobs.put(key, save_classifier(model))
             for member, row, fold in zip(members, probabilities, folds):
                 member.predictions = {tag_id: float(p) for tag_id, p in zip(tag_ids, row)}
                 member.fold = int(fold)
-            _complete(session, iteration, key, model.backbone, started)
+            _complete(session, context, iteration, key, model.backbone, started)
 
-    def _fit_head(self, session: Session, members: list[IterationImage], labels: np.ndarray, tag_ids: list[str], mode: str,
-                  negative: str | None, backbone_name: str) -> tuple[StoredClassifier, np.ndarray, np.ndarray]:
+    def _fit_head(self, session: Session, context: JobContext, members: list[IterationImage], labels: np.ndarray,
+                  tag_ids: list[str], mode: str, negative: str | None,
+                  backbone_name: str) -> tuple[StoredClassifier, np.ndarray, np.ndarray]:
         """Regular: a linear head on the frozen backbone's cached embeddings."""
         try:
             features = self._embeddings.for_images(session, [m.image_id for m in members], self._backbones.get(backbone_name))
         except ImageRejected as error:
             raise RuntimeError(f"a stored image could not be decoded: {error}") from error
+        context.report_progress(0.5)
+        context.stop_if_asked()
 
         def make_head() -> TagClassifier:
             return TagClassifier(mode, negative_tag=negative)  # type: ignore[arg-type]  # checked by the head
@@ -179,7 +203,8 @@ class TrainingJob:
         head = make_head().fit(features, labels, tag_ids)
         return StoredClassifier(head, backbone_name, backbone_name), probabilities, folds
 
-    def _fine_tune(self, session: Session, iteration: Iteration, members: list[IterationImage], labels: np.ndarray,
+    def _fine_tune(self, session: Session, context: JobContext, iteration: Iteration, members: list[IterationImage],
+                   labels: np.ndarray,
                    tag_ids: list[str], mode: str, negative: str | None,
                    backbone_name: str) -> tuple[StoredClassifier, np.ndarray, np.ndarray]:
         """Advanced: fine-tune the backbone in a child process, within the iteration's budget."""
@@ -189,7 +214,8 @@ class TrainingJob:
         request = {"backbone": backbone_name, "mode": mode, "negative_tag": negative, "tag_ids": tag_ids, "budget_seconds": budget}
         with self._child_workdir(session, "ocv-finetune-", members, request) as workdir:
             np.save(workdir / "labels.npy", labels)
-            report = finetune.run_in_child(workdir, timeout_seconds=budget + _CHILD_OVERHEAD_SECONDS)
+            report = finetune.run_in_child(workdir, timeout_seconds=budget + _CHILD_OVERHEAD_SECONDS,
+                                           should_stop=context.should_stop)
             logger.info("iteration %s fine-tuned: %s", iteration.id, report)
             with np.load(workdir / "head.npz", allow_pickle=False) as arrays:
                 head = TagClassifier.from_arrays({name: arrays[name] for name in arrays.files})
@@ -199,8 +225,8 @@ class TrainingJob:
         identity = fine_tuned_identity(backbone_name, iteration.id)
         return StoredClassifier(head, identity, backbone_name, onnx), probabilities, folds
 
-    def _train_detector(self, session: Session, iteration: Iteration, members: list[IterationImage], tag_ids: list[str],
-                        started: float) -> None:
+    def _train_detector(self, session: Session, context: JobContext, iteration: Iteration, members: list[IterationImage],
+                        tag_ids: list[str], started: float) -> None:
         """A detector on the snapshot's regions, trained in a child process; metrics from a held-out fifth."""
         index = {tag_id: i for i, tag_id in enumerate(tag_ids)}
         regions = [[[index[r[0]], *r[1:]] for r in (m.regions or []) if r[0] in index] for m in members]
@@ -209,7 +235,8 @@ class TrainingJob:
                    "held_out": detection_training.held_out_images(len(members)), "cache_dir": str(self._backbones.cache_dir)}
         with self._child_workdir(session, "ocv-detector-", members, request) as workdir:
             (workdir / "regions.json").write_text(json.dumps(regions))
-            report = detection_training.run_in_child(workdir, timeout_seconds=2 * DETECTOR_SECONDS + _CHILD_OVERHEAD_SECONDS)
+            report = detection_training.run_in_child(workdir, timeout_seconds=2 * DETECTOR_SECONDS + _CHILD_OVERHEAD_SECONDS,
+                                                     should_stop=context.should_stop)
             logger.info("iteration %s: detector trained: %s", iteration.id, report)
             validation = json.loads((workdir / "validation.json").read_text())
             model = (workdir / "model.bin").read_bytes()
@@ -219,7 +246,7 @@ class TrainingJob:
             found = validation.get(str(i))
             member.fold = 0 if found is not None else None
             member.detections = None if found is None else [[tag_ids[int(d[0])], *d[1:]] for d in found]
-        _complete(session, iteration, key, backbone, started)
+        _complete(session, context, iteration, key, backbone, started)
 
     @contextmanager
     def _child_workdir(self, session: Session, prefix: str, members: list[IterationImage],
@@ -228,8 +255,7 @@ class TrainingJob:
 
         Commits first, ending the read transaction: what runs in the folder takes minutes."""
         images = images_by_id(session, [m.image_id for m in members])
-        with tempfile.TemporaryDirectory(prefix=prefix) as directory:
-            workdir = Path(directory)
+        with job_workdir(prefix) as workdir:
             (workdir / "images").mkdir()
             for index, member in enumerate(members):
                 (workdir / "images" / f"{index}.img").write_bytes(self._blobs.get(images[member.image_id].resized_key))
@@ -238,7 +264,8 @@ class TrainingJob:
             yield workdir
 
 
-def _complete(session: Session, iteration: Iteration, key: str, backbone: str, started: float) -> None:
+def _complete(session: Session, context: JobContext, iteration: Iteration, key: str, backbone: str, started: float) -> None:
+    context.hold(session)
     now = utcnow()
     iteration.status = COMPLETED
     iteration.model_key = key

@@ -1,36 +1,46 @@
-"""The in-process worker: runs queued training iterations one at a time in a background thread.
+"""The in-process worker: the embedded default queue. Jobs wait in the database; a thread of this process claims
+and runs them one at a time.
 
-Job state lives in the database (an iteration in status Training is a queued or running job), so a
-restart finds unfinished work and runs it again from the start: training is idempotent per iteration.
+Whatever goes wrong in its own loop (the database away for a while, a job that raises), the worker logs it, backs
+off and goes on: it ends only when the service stops. Its sign of life is recorded in the database for /health.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+import time
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from opencustomvision.domain.iterations import TRAINING
-from opencustomvision.storage.models import Iteration
+from opencustomvision.domain import jobs
+from opencustomvision.jobs.runner import JobRunner
+from opencustomvision.jobs.workdirs import sweep_stale_workdirs
 
 logger = logging.getLogger(__name__)
 
 
 class InProcessWorker:
-    def __init__(self, sessions: sessionmaker[Session], run_job: Callable[[str], None], *, poll_seconds: float = 2.0) -> None:
+    def __init__(self, sessions: sessionmaker[Session], runner: JobRunner, *, poll_seconds: float = 2.0,
+                 max_backoff_seconds: float = 30.0) -> None:
         self._sessions = sessions
-        self._run_job = run_job
+        self._runner = runner
         self._poll_seconds = poll_seconds
+        self._max_backoff_seconds = max_backoff_seconds
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.last_loop: float | None = None  # time.monotonic() of the last turn of the loop that went through
+
+    @property
+    def worker_id(self) -> str:
+        return self._runner.worker_id
 
     def start(self) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="ocv-training-worker", daemon=True)
+            self._stop.clear()
+            sweep_stale_workdirs()
+            self._thread = threading.Thread(target=self._loop, name="ocv-job-worker", daemon=True)
             self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -39,25 +49,44 @@ class InProcessWorker:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        try:
+            with self._sessions() as session:
+                jobs.forget_worker(session, self.worker_id)
+        except Exception:
+            logger.warning("could not remove worker %s from the database", self.worker_id, exc_info=True)
 
-    def notify(self) -> None:
-        """Called after an iteration was queued, so it starts now rather than at the next poll."""
+    def submit(self, job_id: str) -> None:
+        """A job was queued (and committed): start it now rather than at the next poll."""
         self._wake.set()
 
-    def _next_job(self) -> str | None:
+    def is_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _turn(self) -> bool:
+        """One turn: sign of life, reclaim jobs of dead workers, run what is queued. True if it ran a job."""
         with self._sessions() as session:
-            query = select(Iteration.id).where(Iteration.status == TRAINING).order_by(Iteration.created).limit(1)
-            return session.scalars(query).first()
+            jobs.record_worker_beat(session, self.worker_id)
+        self._runner.reclaim_abandoned()
+        with self._sessions() as session:
+            queued = jobs.queued_job_ids(session, limit=1)
+        ran = False
+        for job_id in queued:
+            ran = self._runner.run(job_id) or ran
+        self.last_loop = time.monotonic()
+        return ran
 
     def _loop(self) -> None:
+        failures = 0
         while not self._stop.is_set():
-            iteration_id = self._next_job()
-            if iteration_id is None:
+            try:
+                ran = self._turn()
+                failures = 0
+            except Exception:
+                failures += 1
+                delay = min(self._max_backoff_seconds, self._poll_seconds * 2 ** min(failures, 10))
+                logger.exception("job worker %s: its loop failed (%d in a row); retrying in %.0f s", self.worker_id, failures, delay)
+                self._stop.wait(delay)
+                continue
+            if not ran:
                 self._wake.wait(self._poll_seconds)
                 self._wake.clear()
-                continue
-            try:
-                self._run_job(iteration_id)
-            except Exception:  # the job records its own failure; this only keeps the worker alive
-                logger.exception("training job %s crashed", iteration_id)
-                self._wake.wait(self._poll_seconds)

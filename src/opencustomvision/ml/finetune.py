@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -297,9 +297,10 @@ def cross_validated_fine_tune(
 #      (probabilities, folds), WORKDIR/report.json
 
 
-def run_in_child(workdir: Path, *, timeout_seconds: float) -> dict[str, object]:
+def run_in_child(workdir: Path, *, timeout_seconds: float, should_stop: Callable[[], bool] | None = None) -> dict[str, object]:
     """Run ``main(workdir)`` in a child Python process; its report, or BackboneError saying why not."""
-    return run_module("opencustomvision.ml.finetune", workdir, timeout_seconds=timeout_seconds, what="fine-tuning")
+    return run_module("opencustomvision.ml.finetune", workdir, timeout_seconds=timeout_seconds, what="fine-tuning",
+                      should_stop=should_stop)
 
 
 def main(workdir: Path) -> None:

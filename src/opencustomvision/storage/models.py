@@ -263,3 +263,42 @@ class StoredPrediction(Base):
     thumbnail_key: Mapped[str] = mapped_column(String(256))
     # [[tag id, probability], ...], most probable first.
     results: Mapped[list[list[Any]]] = mapped_column(JSON)
+
+
+class Job(Base):
+    """Work done in the background (a training, an export): queued, claimed by one worker, run, finished.
+
+    The subject (an iteration, an export) keeps the state each API shows; the job is how the work gets done once:
+    a worker claims it by a conditional update, keeps ``heartbeat_at`` fresh while it runs, and a job whose
+    heartbeat went stale (its worker died) is queued again."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_status_created", "status", "created"),
+        Index("ix_jobs_kind_subject", "kind", "subject_id"),
+    )
+
+    id: Mapped[str] = mapped_column(Uuid, primary_key=True, default=new_id)
+    kind: Mapped[str] = mapped_column(String(32))
+    subject_id: Mapped[str] = mapped_column(String(64))
+    project_id: Mapped[str | None] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    worker_id: Mapped[str | None] = mapped_column(String(128))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    error: Mapped[str | None] = mapped_column(Text)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class WorkerBeat(Base):
+    """A worker's sign of life, refreshed by its loop: the health check reads it."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    started: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

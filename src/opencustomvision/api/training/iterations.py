@@ -61,14 +61,14 @@ async def train_project(
                                           force_train=force_train, notification_email=notification_email,
                                           selected_tag_ids=selected)
 
-    def start() -> schemas.Iteration:
+    def start() -> iterations.QueuedTraining:
         project = get_project(session, resource.id, project_id)
         advanced_enabled = services.settings.advanced_training_max_seconds > 0
-        return present_iteration(iterations.start_training(session, project, training, advanced_enabled=advanced_enabled))
+        return iterations.start_training(session, project, training, advanced_enabled=advanced_enabled)
 
-    iteration = await run_in_threadpool(start)
-    services.worker.notify()
-    return render(request, iteration)
+    queued = await run_in_threadpool(start)
+    services.jobs.submit(queued.job_id)
+    return render(request, present_iteration(queued.iteration))
 
 
 @router.get("/projects/{project_id}/iterations")

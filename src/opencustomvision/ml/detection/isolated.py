@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +40,9 @@ def held_out_images(image_count: int, seed: int = 0) -> list[int]:
     return sorted(np.random.default_rng(seed).permutation(image_count)[:count].tolist())
 
 
-def run_in_child(workdir: Path, *, timeout_seconds: float) -> dict[str, object]:
-    return run_module("opencustomvision.ml.detection.isolated", workdir, timeout_seconds=timeout_seconds, what="detector training")
+def run_in_child(workdir: Path, *, timeout_seconds: float, should_stop: Callable[[], bool] | None = None) -> dict[str, object]:
+    return run_module("opencustomvision.ml.detection.isolated", workdir, timeout_seconds=timeout_seconds,
+                      what="detector training", should_stop=should_stop)
 
 
 def main(workdir: Path) -> None:

@@ -1,0 +1,26 @@
+"""The job queue interface the service hands queued jobs to, and the worker identities it runs them under.
+
+The embedded default is the in-process worker (jobs/worker.py). Whatever the queue, a job's state lives in the
+database and it is claimed there, so a job handed over twice (or found by polling) still runs once.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from typing import Protocol
+
+
+class JobQueue(Protocol):
+    def submit(self, job_id: str) -> None:
+        """Called after the job's row was committed."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def new_worker_id(role: str) -> str:
+    """Unique per process start, and readable in logs and /health: host, process id, role."""
+    return f"{socket.gethostname()}-{os.getpid()}-{role}-{uuid.uuid4().hex[:6]}"
