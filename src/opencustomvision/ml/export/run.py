@@ -21,6 +21,7 @@ import json
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -48,8 +49,8 @@ DOCKER_FILES = Path(__file__).resolve().parent / "docker"
 DOCKERFILES = {None: "Dockerfile.linux", "Linux": "Dockerfile.linux", "ARM": "Dockerfile.arm", "Windows": "Dockerfile.windows"}
 
 
-def run_in_child(workdir: Path, *, timeout_seconds: float) -> dict[str, object]:
-    return run_module("opencustomvision.ml.export.run", workdir, timeout_seconds=timeout_seconds, what="export")
+def run_in_child(workdir: Path, *, timeout_seconds: float, should_stop: Callable[[], bool] | None = None) -> dict[str, object]:
+    return run_module("opencustomvision.ml.export.run", workdir, timeout_seconds=timeout_seconds, what="export", should_stop=should_stop)
 
 
 class _Export:
@@ -99,7 +100,8 @@ class _Export:
         elif platform == DOCKER:
             self.docker(model, flavor)
         elif platform == OPENVINO:
-            self.openvino(canonical_path, raw=flavor == "NoPostProcess")
+            # NoPostProcess leaves a detector's decoding and NMS to the caller; a classifier has none to leave.
+            self.openvino(canonical_path, raw=flavor == "NoPostProcess" and self.info.detection)
         elif platform in (TENSORFLOW, COREML):
             self.tensorflow_family(canonical_path, platform, flavor)
         else:  # resolve() refuses the rest
