@@ -146,13 +146,14 @@ class FrozenGraphPackage(Package):
         self.input_size = [dim.size for dim in inputs[0].attr["shape"].shape.dim][1]
         self.layout = "NHWC"
 
-    def run(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
-        import tensorflow as tf
-
-        with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as session:
+        graph = tf.Graph()
+        with graph.as_default():
             tf.import_graph_def(self.graph_def, name="")
-            tensors = [graph.get_tensor_by_name(name + ":0") for name in self.output_names]
-            outputs = session.run(tensors, {self.input_name + ":0": pixels})
+        self.session = tf.compat.v1.Session(graph=graph)
+        self.tensors = [graph.get_tensor_by_name(name + ":0") for name in self.output_names]
+
+    def run(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
+        outputs = self.session.run(self.tensors, {self.input_name + ":0": pixels})
         return self._answer(dict(zip(self.output_names, outputs, strict=True)), batched=not self.detection)
 
 
