@@ -130,7 +130,8 @@ def trained(trainer: CustomVisionTrainingClient, project_id: str):  # type: igno
     return iteration
 
 
-def _error_code(call) -> str:  # type: ignore[no-untyped-def]
+def error_code(call) -> str:  # type: ignore[no-untyped-def]
+    """The CustomVisionError code an SDK call fails with."""
     with pytest.raises(CustomVisionErrorException) as caught:
         call()
     return caught.value.error.code
@@ -147,7 +148,7 @@ def fork_scissors_detector(live_server: LiveServer):  # type: ignore[no-untyped-
     tags = {name: trainer.create_tag(project.id, name) for name in ("fork", "scissors")}
 
     # Too few images: the spec's validation code, and no iteration.
-    assert _error_code(lambda: trainer.train_project(project.id)) == "BadRequestDetectionTrainingValidationFailed"
+    assert error_code(lambda: trainer.train_project(project.id)) == "BadRequestDetectionTrainingValidationFailed"
 
     boxes = json.loads((base / "regions.json").read_text())
     entries = []
@@ -159,6 +160,6 @@ def fork_scissors_detector(live_server: LiveServer):  # type: ignore[no-untyped-
     for start in range(0, len(entries), 64):
         assert trainer.create_images_from_files(project.id, ImageFileCreateBatch(images=entries[start:start + 64])).is_batch_successful
 
-    assert _error_code(lambda: trainer.train_project(project.id, training_type="Advanced")) == "BadRequestDomainNotSupportedForAdvancedTraining"
+    assert error_code(lambda: trainer.train_project(project.id, training_type="Advanced")) == "BadRequestDomainNotSupportedForAdvancedTraining"
     iteration = trained(trainer, project.id)
     return trainer, project, iteration, tags, base

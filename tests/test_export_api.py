@@ -10,7 +10,6 @@ import httpx
 import pytest
 from azure.cognitiveservices.vision.customvision.training import CustomVisionTrainingClient
 from azure.cognitiveservices.vision.customvision.training.models import (
-    CustomVisionErrorException,
     ImageFileCreateBatch,
     ImageFileCreateEntry,
 )
@@ -26,15 +25,9 @@ from opencustomvision.ml.registry import BackboneRegistry
 from opencustomvision.storage.blobs import LocalBlobStore
 from opencustomvision.storage.db import create_db_engine, session_factory
 from opencustomvision.storage.models import Export, Job
-from tests.conftest import LiveServer, shared_data, trained
+from tests.conftest import LiveServer, error_code, shared_data, trained
 
 pytestmark = pytest.mark.slow
-
-
-def error_code(call) -> str:  # type: ignore[no-untyped-def]
-    with pytest.raises(CustomVisionErrorException) as caught:
-        call()
-    return caught.value.error.code
 
 
 def client(live_server: LiveServer, key: str | None = None) -> CustomVisionTrainingClient:

@@ -23,7 +23,7 @@ from msrest.authentication import ApiKeyCredentials
 from PIL import Image
 
 from opencustomvision.ml.detection.boxes import ltwh_to_xyxy, pairwise_iou
-from tests.conftest import LiveServer, shared_data, trained
+from tests.conftest import LiveServer, error_code, shared_data, trained
 
 pytestmark = pytest.mark.slow
 
@@ -34,12 +34,6 @@ PRODUCE = {"banana": (0.0137, 0.3177, 0.4307, 0.4831), "orange": (0.4746, 0.2148
            "apple": (0.6426, 0.4583, 0.3516, 0.4427)}
 # What the AI-102 lab has its learners draw in the portal on untagged-images/image1..10, drawn by hand likewise.
 PORTAL_REGIONS = Path(__file__).parent / "data" / "ai102_od_fruit_portal_regions.json"
-
-
-def error_code(call) -> str:  # type: ignore[no-untyped-def]
-    with pytest.raises(CustomVisionErrorException) as caught:
-        call()
-    return caught.value.error.code
 
 
 @pytest.fixture(scope="module")
