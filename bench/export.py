@@ -8,10 +8,13 @@ the General domain (EfficientNet-Lite2) and the fork / scissors detector, then e
 flavour, plus TensorFlowLite) through the Training API, timing ExportIteration until GetExports says Done. The
 first TensorFlow-family export pays for onnx2tf; the later ones reuse its frozen graph (printed as 'cold' / 'warm').
 
-Latency, on one decoded photo, pre-processing included, median of --runs after two warm-up runs:
-  served:  this process, the prediction endpoint's own objects (Backbone + TagClassifier, or DetectionModel);
-  ONNX:    the exported model.onnx with ONNX Runtime, fed as its metadata_properties.json says;
-  TFLite:  the exported model.tflite with ai-edge-litert, likewise.
+Latency, median of --runs after two warm-up runs, ONNX Runtime with the service's own session options:
+  classifier: the model alone, on one photo already pre-processed (the served pipeline's crop): served =
+              Backbone.embed + TagClassifier in this process; ONNX = the exported model.onnx; TFLite = model.tflite
+              (ai-edge-litert), each fed that crop in its declared colour order and range;
+  detector:   from one decoded photo, the stretch to 320 px included on both sides (the same PIL resize): served =
+              DetectionModel.predict; ONNX / TFLite = resize as metadata_properties.json says, then the model, whose
+              decoding and NMS are inside.
 Ratios are exported / served. Needs the export extra (./scripts/dev-setup.sh). Exit status 0 whatever the numbers.
 """
 
@@ -79,7 +82,7 @@ def export(client: httpx.Client, project: str, iteration: str, platform: str, fl
     assert answer.status_code == 200, answer.text
     while True:
         found = next(e for e in client.get(f"{TRAINING_API}/projects/{project}/iterations/{iteration}/export").json()
-                     if e["platform"] == platform and e["flavor"] == flavor)
+                     if e["platform"] == platform and e.get("flavor") == flavor)
         if found["status"] != "Exporting":
             break
         time.sleep(0.5)
@@ -99,6 +102,16 @@ def median_ms(call: Callable[[], object], runs: int) -> float:
     return 1000 * statistics.median(times)
 
 
+def convention(properties: dict[str, str], rgb: np.ndarray, layout: str) -> np.ndarray:
+    """(S, S, 3) RGB 0-255 pixels in the package's declared colour order, range and layout."""
+    array = np.asarray(rgb, np.float32)
+    if properties["Image.BitmapPixelFormat"] == "Bgr8":
+        array = array[:, :, ::-1]
+    if properties["Image.NominalPixelRange"] == "Normalized_0_1":
+        array = array / 255.0
+    return np.ascontiguousarray((array.transpose(2, 0, 1) if layout == "NCHW" else array)[None], np.float32)
+
+
 def package_input(properties: dict[str, str], picture: Image.Image, layout: str) -> np.ndarray:
     size = int(properties["CustomVision.Preprocess.TargetWidth"])
     if properties["CustomVision.Preprocess.CropMethod"] == "CenterCrop":
@@ -109,12 +122,7 @@ def package_input(properties: dict[str, str], picture: Image.Image, layout: str)
         resized = resized.crop((left, top, left + size, top + size))
     else:
         resized = picture.resize((size, size), Image.Resampling.BILINEAR)
-    array = np.asarray(resized, np.float32)
-    if properties["Image.BitmapPixelFormat"] == "Bgr8":
-        array = array[:, :, ::-1]
-    if properties["Image.NominalPixelRange"] == "Normalized_0_1":
-        array = array / 255.0
-    return np.ascontiguousarray((array.transpose(2, 0, 1) if layout == "NCHW" else array)[None], np.float32)
+    return convention(properties, np.asarray(resized, np.float32), layout)
 
 
 def latency(server_data: Path, project: str, iteration: str, detection: bool, packages: dict[str, bytes], runs: int) -> None:
@@ -122,7 +130,7 @@ def latency(server_data: Path, project: str, iteration: str, detection: bool, pa
     from ai_edge_litert.interpreter import Interpreter
 
     from opencustomvision.jobs.training import detector_key, load_classifier, load_detector, model_key
-    from opencustomvision.ml.backbone import Backbone
+    from opencustomvision.ml.backbone import Backbone, session_options
     from opencustomvision.ml.detection import DetectionModel
     from opencustomvision.ml.preprocess import preprocess
 
@@ -133,27 +141,35 @@ def latency(server_data: Path, project: str, iteration: str, detection: bool, pa
     if detection:
         model = DetectionModel.from_bytes(load_detector((blobs / detector_key(project, iteration)).read_bytes()).model, models)
         served = median_ms(lambda: model.predict(picture), runs)
+        crop = None
     else:
         stored = load_classifier((blobs / model_key(project, iteration)).read_bytes())
         backbone = Backbone.load(stored.base_backbone, models)
-        size = backbone.spec.input_size
-        served = median_ms(lambda: stored.head.predict_proba(backbone.embed(preprocess(picture, size)[None])), runs)
+        fixed = preprocess(picture, backbone.spec.input_size)[None]
+        crop = fixed[0].transpose(1, 2, 0) * 128.0 + 127.0  # the same pixels, 0-255 RGB
+        served = median_ms(lambda: stored.head.predict_proba(backbone.embed(fixed)), runs)
     print(f"  latency served model            {served:8.1f} ms")
     for name, file, layout in (("ONNX", "model.onnx", "NCHW"), ("TensorFlow/TensorFlowLite", "model.tflite", "NHWC")):
         with zipfile.ZipFile(io.BytesIO(packages[name])) as archive:
             properties = json.loads(archive.read("metadata_properties.json"))
             model_bytes = archive.read(file)
+
+        def feed(properties: dict[str, str] = properties, layout: str = layout) -> np.ndarray:
+            return package_input(properties, picture, layout) if crop is None else convention(properties, crop, layout)
+
         if file.endswith(".onnx"):
-            session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(model_bytes, session_options(None), providers=["CPUExecutionProvider"])
             input_name = session.get_inputs()[0].name
-            run = lambda: session.run(None, {input_name: package_input(properties, picture, layout)})  # noqa: E731
+            fixed_input = None if crop is None else feed()
+            run = lambda: session.run(None, {input_name: fixed_input if fixed_input is not None else feed()})  # noqa: E731
         else:
             interpreter = Interpreter(model_content=model_bytes)
             interpreter.allocate_tensors()
             index = interpreter.get_input_details()[0]["index"]
+            fixed_tensor = None if crop is None else feed()
 
             def run() -> None:
-                interpreter.set_tensor(index, package_input(properties, picture, layout))
+                interpreter.set_tensor(index, fixed_tensor if fixed_tensor is not None else feed())
                 interpreter.invoke()
         exported = median_ms(run, runs)
         print(f"  latency {name:<25} {exported:8.1f} ms   {exported / served:5.2f}x served")
