@@ -166,6 +166,7 @@ def test_import_project_copies_a_project_whole(fork_scissors_detector, live_serv
     trainer, project, iteration, tags, _ = fork_scissors_detector
     images = trainer.get_tagged_images(project.id, take=256)
     trainer.update_image_metadata(project.id, [images[0].id, images[1].id], {"camera": "kitchen", "shelf": "2"})
+    images = trainer.get_tagged_images(project.id, take=256)
     summary = trainer.export_project(project.id)
     assert (summary.image_count, summary.tag_count, summary.iteration_count) == (len(images), 2, 1)
     assert summary.region_count == sum(len(image.regions) for image in images) and summary.estimated_import_time_in_ms > 0

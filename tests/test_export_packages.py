@@ -202,17 +202,18 @@ def test_classifier_packages_agree_with_the_served_model(classifier, live_server
         assert len(package.labels) == len(labels_in_model_order)
 
 
-def _matched(served: list, exported: dict[str, np.ndarray], tol: float) -> None:
-    """Every served detection above 5 % has an exported twin (same tag, box and score within ``tol``), and the
-    exported ones above 5 % + tol are no more."""
+def _matched(served: list, exported: dict[str, np.ndarray], tol: float, floor: float) -> None:
+    """Every served detection above ``floor`` has an exported twin (same tag, box and score within ``tol``), and
+    the exported ones above ``floor`` + tol are no more."""
     boxes, classes, scores = exported["boxes"], exported["classes"], exported["scores"]
     assert np.all(np.diff(scores) <= 1e-6), "exported detections are not sorted by score"
-    strong = [d for d in served if d.probability >= 0.05]
+    strong = [d for d in served if d.probability >= floor]
+    assert strong
     for detection in strong:
         box = ltwh_to_xyxy([detection.box])[0]
         candidates = np.flatnonzero((classes == detection.tag) & (np.abs(scores - detection.probability) <= tol))
         assert any(np.abs(boxes[i] - box).max() <= tol for i in candidates), (detection, boxes[candidates][:3], scores[candidates][:3])
-    assert np.count_nonzero(scores >= 0.05 + tol) <= len(strong)
+    assert np.count_nonzero(scores >= floor + tol) <= len(strong)
 
 
 def test_detector_packages_agree_with_the_served_model(detector) -> None:  # type: ignore[no-untyped-def]
@@ -232,7 +233,11 @@ def test_detector_packages_agree_with_the_served_model(detector) -> None:  # typ
             assert answer["raw_probs"].shape == (raw_scores.shape[1], 1 + model.config.tag_count)
             assert np.abs(answer["raw_probs"][:, 1:] - raw_scores[0]).max() <= tolerance(name)
             continue
-        _matched(served, answer, tolerance(name))
+        # In float16, weak candidates of nearly equal score trade places, so NMS may keep a neighbour of the served
+        # box: the raw per-point scores are compared for every point, the detections from 30 % up.
+        if name.endswith(FLOAT16) and "raw_probs" in answer:
+            assert np.abs(answer["raw_probs"][:, 1:] - raw_scores[0]).max() <= tolerance(name)
+        _matched(served, answer, tolerance(name), floor=0.3 if name.endswith(FLOAT16) else 0.05)
 
 
 # --- image files, pre-processed as the metadata says ----------------------------------------------------

@@ -123,6 +123,9 @@ def convert_onnx(onnx_path: Path, workdir: Path, *, input_size: int, detection: 
             not_use_onnxsim=True,  # onnxsim is not installed; the graph is already optimised
             output_nms_with_dynamic_tensor=True,  # as many boxes as NMS keeps, not padded to the maximum
             disable_model_save=True,  # each flavour is written below, from the frozen graph
+            # Grouped convolutions (the detector head's depthwise ones) as depthwise / separable operations:
+            # TensorFlow.js and TensorFlow Lite have no grouped Conv2D.
+            disable_group_convolution=True,
             non_verbose=True,
         )
     finally:
