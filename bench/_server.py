@@ -125,8 +125,11 @@ def ocv_server(
     database_url: str | None = None,
     log_level: str = "warning",
     timeout: float = 60,
+    settings: dict[str, str] | None = None,
 ) -> Iterator[Server]:
-    """``ocv serve`` on a free loopback port with ``data_dir``; stopped (SIGTERM, then SIGKILL) on exit."""
+    """``ocv serve`` on a free loopback port with ``data_dir``; stopped (SIGTERM, then SIGKILL) on exit.
+
+    ``settings``: further ``OCV_*`` variables for this server (e.g. the decode budget under test)."""
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     env = {name: value for name, value in os.environ.items() if not name.startswith("OCV_")}
@@ -137,6 +140,7 @@ def ocv_server(
         env["OCV_PREDICTION_RESOURCE_ID"] = prediction_resource_id
     if database_url:
         env["OCV_DATABASE_URL"] = database_url
+    env.update(settings or {})
     command = [*ocv_command(), "serve", "--data-dir", str(data_dir), "--host", "127.0.0.1",
                "--port", str(port), "--log-level", log_level]
     with log.open("wb") as log_file:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import json
 import httpx
 import pytest
 import uvicorn
+from sqlalchemy import create_engine, text
 from aiosmtpd.controller import Controller
 from azure.cognitiveservices.vision.customvision.training import CustomVisionTrainingClient
 from azure.cognitiveservices.vision.customvision.training.models import (
@@ -26,6 +29,7 @@ from azure.cognitiveservices.vision.customvision.training.models import (
 )
 from msrest.authentication import ApiKeyCredentials
 
+from opencustomvision.api.deps import Services
 from opencustomvision.app import build_services, create_app
 from opencustomvision.cli import prepare_default_resource
 from opencustomvision.config import Settings
@@ -75,9 +79,41 @@ class LiveServer:
         return f"{self.endpoint}/customvision/{version}/training{path}"
 
 
-def _database_url(data_dir: Path) -> str:
-    # CI also runs the suite on PostgreSQL by setting OCV_TEST_DATABASE_URL.
-    return os.environ.get("OCV_TEST_DATABASE_URL") or f"sqlite:///{data_dir / 'ocv.sqlite3'}"
+def _database_url(data_dir: Path, *, shared: bool = False) -> str:
+    """A database of the test's own: a SQLite file in ``data_dir``, or, where CI runs the suite on PostgreSQL
+    (OCV_TEST_DATABASE_URL), a schema of its own there, so that no two servers' workers take each other's jobs.
+    ``shared``: the database itself (the session-wide live server, whose rows CI checks for)."""
+    base = os.environ.get("OCV_TEST_DATABASE_URL")
+    if not base:
+        return f"sqlite:///{data_dir / 'ocv.sqlite3'}"
+    if shared:
+        return base
+    schema = "t_" + hashlib.sha1(str(data_dir).encode()).hexdigest()[:16]
+    engine = create_engine(base)
+    with engine.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    engine.dispose()
+    return f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
+
+
+@contextmanager
+def serving(settings: Settings, services: Services | None = None) -> Iterator[str]:
+    """The service on a free loopback port in a thread of this process; yields its endpoint."""
+    port = _free_port()
+    app = create_app(settings, services or build_services(settings))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="session")
@@ -88,7 +124,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     smtp.start()
     settings = Settings(
         data_dir=data_dir,
-        database_url=_database_url(data_dir),
+        database_url=_database_url(data_dir, shared=True),
         url_allowlist=frozenset(),
         smtp=SmtpSettings(host="127.0.0.1", port=smtp.port, sender="ocv@test.invalid"),
         advanced_training_max_seconds=3600,  # off by default; the tests exercise it
@@ -97,18 +133,8 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     services = build_services(settings)
     with services.sessions() as session:
         other = create_resource(session, f"other-{uuid.uuid4().hex[:8]}")
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, services), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.05)
-    yield LiveServer(endpoint=f"http://127.0.0.1:{port}", settings=settings, default=default, other=other, mail=mail)
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(settings, services) as endpoint:
+        yield LiveServer(endpoint=endpoint, settings=settings, default=default, other=other, mail=mail)
     smtp.stop()
 
 

@@ -9,15 +9,18 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as SqlAlchemyTimeout
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from opencustomvision.api import blobs, health
-from opencustomvision.api.body_limit import BodySizeLimitMiddleware
+from opencustomvision.api.body import RequestBodyMiddleware
 from opencustomvision.api.deps import Services
 from opencustomvision.api.errors import (
     UnexpectedErrorMiddleware,
+    database_unavailable_handler,
+    decode_busy_handler,
     domain_error_handler,
     http_error_handler,
     validation_error_handler,
@@ -36,12 +39,14 @@ from opencustomvision.api.training import (
 )
 from opencustomvision.config import Settings
 from opencustomvision.domain.errors import DomainError
+from opencustomvision.imaging.budget import DecodeBudget, DecodeBusy, set_decode_budget
 from opencustomvision.imaging.fetch import FetchPolicy
 from opencustomvision.embeddings import EmbeddingCache
 from opencustomvision.inference import Predictor, StoredImageScorer
 from opencustomvision.jobs.notify import TrainingNotifier
 from opencustomvision.domain.exports import EXPORT_JOB
 from opencustomvision.domain.jobs import TRAINING_JOB
+from opencustomvision.jobs.maintenance import Maintenance
 from opencustomvision.jobs.queue import new_worker_id
 from opencustomvision.jobs.runner import JobHandler, JobRunner
 from opencustomvision.jobs.exports import ExportJob
@@ -71,6 +76,7 @@ def shared_secret(session: Session, name: str) -> str:
 
 def build_services(settings: Settings) -> Services:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    set_decode_budget(DecodeBudget(settings.decode_budget_pixels, settings.decode_wait_seconds))
     engine = create_db_engine(settings.database_url)
     migrate(engine)
     sessions = session_factory(engine)
@@ -95,7 +101,8 @@ def build_services(settings: Settings) -> Services:
         fetch_policy=FetchPolicy(allowed_hosts=settings.url_allowlist),
         predictor=predictor,
         scorer=StoredImageScorer(predictor, embeddings, blobs),
-        jobs=InProcessWorker(sessions, runner),
+        jobs=InProcessWorker(sessions, runner, maintenance=Maintenance(
+            sessions, blobs, grace_seconds=settings.orphan_blob_grace_seconds)),
     )
 
 
@@ -119,8 +126,13 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(ValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
+    app.add_exception_handler(DecodeBusy, decode_busy_handler)
+    # A database that is restarting, unreachable, or whose connections are all taken: retry, not a bug.
+    app.add_exception_handler(OperationalError, database_unavailable_handler)
+    app.add_exception_handler(SqlAlchemyTimeout, database_unavailable_handler)
     app.add_middleware(VersionedApiMiddleware)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
-    # Outermost, so the body limit answers its own refusals before anything counts them as bugs.
+    app.add_middleware(RequestBodyMiddleware, max_bytes=settings.max_request_bytes,
+                       idle_timeout=settings.body_idle_timeout_seconds, min_bytes_per_second=settings.body_min_bytes_per_second)
+    # Outermost, so the body reader answers its own refusals before anything counts them as bugs.
     app.add_middleware(UnexpectedErrorMiddleware)
     return app

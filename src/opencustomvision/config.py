@@ -42,6 +42,14 @@ class Settings:
     # The most an Advanced training may spend (reservedBudgetInHours can only lower it); 0 turns Advanced
     # training off: it measured below Regular on bench/accuracy.py (docs/models.md), so it is opt-in.
     advanced_training_max_seconds: float = 0.0
+    # A request body that goes quiet this long, or arrives slower than this (after 30 s), is cut off with 408.
+    body_idle_timeout_seconds: float = 15.0
+    body_min_bytes_per_second: float = 16384.0
+    # Pixels decoded at once across the process, and how long a request waits for room before a 503.
+    decode_budget_pixels: int = 200_000_000
+    decode_wait_seconds: float = 30.0
+    # Blobs no row points at are removed once this old (an upload under way in another process is younger).
+    orphan_blob_grace_seconds: float = 3600.0
 
     @classmethod
     def from_env(cls, data_dir: str | Path | None = None) -> "Settings":
@@ -58,6 +66,11 @@ class Settings:
             max_request_bytes=int(os.environ.get("OCV_MAX_REQUEST_BYTES", str(600 * 1024 * 1024))),
             smtp=_smtp_from_env(),
             advanced_training_max_seconds=60 * float(os.environ.get("OCV_ADVANCED_TRAINING_MAX_MINUTES", "0")),
+            body_idle_timeout_seconds=float(os.environ.get("OCV_BODY_IDLE_TIMEOUT_SECONDS", "15")),
+            body_min_bytes_per_second=float(os.environ.get("OCV_BODY_MIN_BYTES_PER_SECOND", "16384")),
+            decode_budget_pixels=int(float(os.environ.get("OCV_DECODE_BUDGET_MEGAPIXELS", "200")) * 1_000_000),
+            decode_wait_seconds=float(os.environ.get("OCV_DECODE_WAIT_SECONDS", "30")),
+            orphan_blob_grace_seconds=float(os.environ.get("OCV_ORPHAN_BLOB_GRACE_SECONDS", "3600")),
         )
 
     @property

@@ -14,6 +14,8 @@ from opencustomvision.storage.blobs import BlobStore
 from opencustomvision.storage.models import ImageEmbedding
 
 EMBEDDING_BATCH = 32
+# Training waits its turn behind requests for room to decode, rather than fail.
+_BACKGROUND_DECODE_WAIT = 3600.0
 
 
 class EmbeddingCache:
@@ -34,7 +36,8 @@ class EmbeddingCache:
             for start in range(0, len(missing), EMBEDDING_BATCH):
                 chunk = missing[start:start + EMBEDDING_BATCH]
                 short_side = resized_short_side(backbone.spec.input_size)
-                pictures = [load_rgb(self._blobs.get(images[image_id].resized_key), min_short_side=short_side) for image_id in chunk]
+                pictures = [load_rgb(self._blobs.get(images[image_id].resized_key), min_short_side=short_side,
+                                     budget_wait_seconds=_BACKGROUND_DECODE_WAIT) for image_id in chunk]
                 vectors = backbone.embed_images(pictures, batch_size=EMBEDDING_BATCH)
                 for image_id, vector in zip(chunk, vectors):
                     cached[image_id] = vector

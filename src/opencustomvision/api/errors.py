@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from opencustomvision.api.negotiation import render
@@ -59,12 +60,39 @@ async def validation_error_handler(request: Request, error: Exception) -> Respon
     return error_response(request, "BadRequest", f"Invalid request: {_describe(error.errors())}")
 
 
+async def decode_busy_handler(request: Request, error: Exception) -> Response:
+    response = error_response(request, "ErrorFeaturizationQueueTimeout",
+                              "The server is decoding as many images as its memory budget allows; retry in a few seconds.", 503)
+    response.headers["Retry-After"] = "5"
+    return response
+
+
+async def database_unavailable_handler(request: Request, error: Exception) -> Response:
+    logger.warning("database unavailable on %s %s: %s", request.method, request.url.path, error)
+    response = error_response(request, "ErrorUnknown", "The database is unavailable right now; retry shortly.", 503)
+    response.headers["Retry-After"] = "5"
+    return response
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette's own 405 names only the first route's)."""
+    return [method for method in _METHODS
+            if any(route.matches(dict(request.scope, method=method))[0] == Match.FULL for route in request.app.router.routes)]
+
+
 async def http_error_handler(request: Request, error: Exception) -> Response:
     assert isinstance(error, StarletteHTTPException)
     if error.status_code == 404:
         return error_response(request, "NotFound", f"No operation at {request.url.path}.")
     if error.status_code == 405:
-        return error_response(request, "BadRequestNotSupported", f"{request.method} is not supported on {request.url.path}.", 405)
+        allowed = _allowed_methods(request)
+        response = error_response(request, "BadRequestNotSupported",
+                                  f"{request.method} is not supported on {request.url.path}; use {', '.join(allowed)}.", 405)
+        response.headers["Allow"] = ", ".join(allowed)  # RFC 9110: a 405 says which methods the resource has
+        return response
     return error_response(request, "BadRequest", str(error.detail), error.status_code)
 
 
@@ -80,11 +108,13 @@ class TrackedSend:
         await self._send(message)
 
 
-async def send_error(send: Send, status: int, code: str, message: str) -> None:
+async def send_error(send: Send, status: int, code: str, message: str, *, close: bool = False) -> None:
     """A CustomVisionError answered straight over ASGI, for middleware that runs outside the routes."""
     body = json.dumps({"code": code, "message": message}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 

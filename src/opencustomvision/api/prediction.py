@@ -56,10 +56,10 @@ def _predict(request: Request, session: Session, services: ServicesDep, resource
     return present_prediction(outcome, tags, with_type=with_type)
 
 
-@router.post("/{project_id}/classify/iterations/{published_name}/image")
-@router.post("/{project_id}/classify/iterations/{published_name}/image/nostore")
-@router.post("/{project_id}/detect/iterations/{published_name}/image")
-@router.post("/{project_id}/detect/iterations/{published_name}/image/nostore")
+@router.post("/{project_id:uuid}/classify/iterations/{published_name}/image")
+@router.post("/{project_id:uuid}/classify/iterations/{published_name}/image/nostore")
+@router.post("/{project_id:uuid}/detect/iterations/{published_name}/image")
+@router.post("/{project_id:uuid}/detect/iterations/{published_name}/image/nostore")
 async def predict_image(request: Request, project_id: uuid.UUID, published_name: str, session: SessionDep,
                          services: ServicesDep, resource: PredictionResource, application: str | None = None) -> Response:
     uploads = await uploaded_images(request)
@@ -69,10 +69,10 @@ async def predict_image(request: Request, project_id: uuid.UUID, published_name:
                                                    published_name, uploads[0], application))
 
 
-@router.post("/{project_id}/classify/iterations/{published_name}/url")
-@router.post("/{project_id}/classify/iterations/{published_name}/url/nostore")
-@router.post("/{project_id}/detect/iterations/{published_name}/url")
-@router.post("/{project_id}/detect/iterations/{published_name}/url/nostore")
+@router.post("/{project_id:uuid}/classify/iterations/{published_name}/url")
+@router.post("/{project_id:uuid}/classify/iterations/{published_name}/url/nostore")
+@router.post("/{project_id:uuid}/detect/iterations/{published_name}/url")
+@router.post("/{project_id:uuid}/detect/iterations/{published_name}/url/nostore")
 async def predict_image_url(request: Request, project_id: uuid.UUID, published_name: str, session: SessionDep,
                              services: ServicesDep, resource: PredictionResource, application: str | None = None) -> Response:
     body = await read_body(request, schemas.ImageUrl)

@@ -19,11 +19,25 @@ from opencustomvision.domain.errors import DomainError
 _READ_CAP = limits.MAX_IMAGE_BYTES + 1
 
 
+async def _raw_body(request: Request) -> list[bytes]:
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) >= _READ_CAP:
+            break
+    return [bytes(body)] if body else []
+
+
 async def _multipart_parts(request: Request) -> list[bytes]:
     _, options = parse_options_header(request.headers.get("content-type", ""))
     boundary = options.get(b"boundary")
     if not boundary:
-        raise DomainError("BadRequestImageStream", "A multipart body needs a boundary in its Content-Type.")
+        # Azure's REST quickstart posts the image itself as the body with "Content-Type: multipart/form-data" and no
+        # boundary; Azure takes it, so do we. A real multipart body (it starts with its "--" delimiter) needs one.
+        parts = await _raw_body(request)
+        if parts and parts[0].startswith(b"--"):
+            raise DomainError("BadRequestImageStream", "A multipart body needs a boundary in its Content-Type.")
+        return parts
     parts: list[bytearray] = []
 
     def on_part_begin() -> None:
@@ -51,9 +65,4 @@ async def uploaded_images(request: Request) -> list[bytes]:
     """The images of a CreateImagesFromData or prediction request, each cut one byte past the size limit."""
     if media_type_of(request) == "multipart/form-data":
         return await _multipart_parts(request)
-    body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) >= _READ_CAP:
-            break
-    return [bytes(body)] if body else []
+    return await _raw_body(request)

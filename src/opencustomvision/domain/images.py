@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from sqlalchemy import Select, and_, delete, exists, func, not_, or_, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from opencustomvision.domain import limits
@@ -21,7 +21,7 @@ from opencustomvision.domain.metadata_filter import And, Comparison, Expr, Metad
 from opencustomvision.domain.projects import project_blob_prefix
 from opencustomvision.imaging.decode import ImageFormatError, ImageLimits, ImageSizeError, PreparedImage, prepare_image
 from opencustomvision.imaging.fetch import FetchError, FetchPolicy, fetch_bytes
-from opencustomvision.storage.atomic import commit_or_discard, put_all
+from opencustomvision.storage.atomic import put_all
 from opencustomvision.storage.blobs import BlobStore
 from opencustomvision.storage.models import Image, ImageMetadata, ImageTag, IterationImage, Project, Region, Tag, utcnow
 
@@ -204,6 +204,17 @@ def _obtain_and_prepare(source: ImageInput, fetch_policy: FetchPolicy) -> Prepar
         return "ErrorImageFormat"
 
 
+def _prepare_all(planned: Sequence[tuple[ImageInput, list[Tag]] | str], fetch_policy: FetchPolicy) -> list[PreparedImage | str]:
+    """Fetch and decode the batch's images in parallel. If one cannot get room in the decode budget (DecodeBusy),
+    the batch is given up at once: the images not yet started are dropped rather than decoded for nothing."""
+    pool = ThreadPoolExecutor(max_workers=_WORKERS)
+    try:
+        futures = [None if isinstance(plan, str) else pool.submit(_obtain_and_prepare, plan[0], fetch_policy) for plan in planned]
+        return [plan if future is None else future.result() for plan, future in zip(planned, futures)]  # type: ignore[misc]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def create_images(
     session: Session,
     blobs: BlobStore,
@@ -243,36 +254,27 @@ def create_images(
         else:
             planned.append((source, image_tags))
 
-    with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
-        prepared = list(
-            pool.map(
-                lambda plan: plan if isinstance(plan, str) else _obtain_and_prepare(plan[0], fetch_policy), planned
-            )
-        )
+    prepared = _prepare_all(planned, fetch_policy)
 
     outcomes: list[ImageCreateOutcome] = []
-    written: list[str] = []
     seen: dict[str, Image] = {}
     for source, plan, result in zip(sources, planned, prepared):
         if isinstance(result, str) or isinstance(plan, str):
             outcomes.append(ImageCreateOutcome(status=result if isinstance(result, str) else str(plan), image=None, source_url=source.source_url))
             continue
-        duplicate = seen.get(result.sha256) or session.scalars(
-            select(Image).where(Image.project_id == project.id, Image.sha256 == result.sha256)
-        ).first()
+        duplicate = seen.get(result.sha256) or _stored_with_hash(session, project, result.sha256)
         if duplicate is not None:
             outcomes.append(ImageCreateOutcome(status="OKDuplicate", image=duplicate, source_url=source.source_url))
             continue
-        image = _store_image(session, blobs, project, result, plan[1], source.regions, metadata, written)
-        if image is None:
-            outcomes.append(ImageCreateOutcome(status="ErrorStorage", image=None, source_url=source.source_url))
-            continue
-        seen[result.sha256] = image
-        outcomes.append(ImageCreateOutcome(status="OK", image=image, source_url=source.source_url))
-
-    project.last_modified = utcnow()
-    commit_or_discard(session, blobs, written)
+        status, image = _store_image(session, blobs, project, result, plan[1], source.regions, metadata)
+        if image is not None:
+            seen[result.sha256] = image
+        outcomes.append(ImageCreateOutcome(status=status, image=image, source_url=source.source_url))
     return outcomes
+
+
+def _stored_with_hash(session: Session, project: Project, sha256: str) -> Image | None:
+    return session.scalars(select(Image).where(Image.project_id == project.id, Image.sha256 == sha256)).first()
 
 
 def _store_image(
@@ -283,45 +285,39 @@ def _store_image(
     tags: list[Tag],
     regions: Sequence[RegionInput],
     metadata: dict[str, str],
-    written: list[str],
-) -> Image | None:
+) -> tuple[str, Image | None]:
+    """Store one image in a transaction of its own: its blobs first, then its rows. Whatever fails, the image is
+    whole (row, original, resized copy, thumbnail) or absent; a failed image never takes the batch's others along."""
     image_id = str(uuid.uuid4())
-    original_key, resized_key, thumbnail_key = _blob_keys(project.id, image_id)
-    keys_for_image = [original_key, resized_key, thumbnail_key]
+    keys = _blob_keys(project.id, image_id)
     try:
-        put_all(blobs, zip(keys_for_image, (prepared.original, prepared.resized, prepared.thumbnail)))
+        put_all(blobs, zip(keys, (prepared.original, prepared.resized, prepared.thumbnail)))
     except OSError:
-        return None
+        return "ErrorStorage", None
+    now = utcnow()
+    image = Image(
+        id=image_id, project_id=project.id, created=now, width=prepared.width, height=prepared.height,
+        format=prepared.format, sha256=prepared.sha256, original_key=keys[0], resized_key=keys[1], thumbnail_key=keys[2],
+        tags=[ImageTag(tag_id=tag.id, tag=tag, created=now) for tag in tags],
+        regions=[Region(tag_id=region.tag_id.lower(), left=region.left, top=region.top, width=region.width,
+                        height=region.height, created=now) for region in regions],
+        metadata_entries=[ImageMetadata(key=key, value=value) for key, value in metadata.items()],
+    )
+    session.add(image)
+    project.last_modified = now
     try:
-        now = utcnow()
-        with session.begin_nested():
-            image = Image(
-                id=image_id,
-                project_id=project.id,
-                created=now,
-                width=prepared.width,
-                height=prepared.height,
-                format=prepared.format,
-                sha256=prepared.sha256,
-                original_key=original_key,
-                resized_key=resized_key,
-                thumbnail_key=thumbnail_key,
-                tags=[ImageTag(tag_id=tag.id, tag=tag, created=now) for tag in tags],
-                regions=[
-                    Region(tag_id=region.tag_id.lower(), left=region.left, top=region.top,
-                           width=region.width, height=region.height, created=now)
-                    for region in regions
-                ],
-                metadata_entries=[ImageMetadata(key=key, value=value) for key, value in metadata.items()],
-            )
-            session.add(image)
-            session.flush()
-    except SQLAlchemyError:
-        for key in keys_for_image:
+        session.commit()
+    except SQLAlchemyError as error:
+        session.rollback()
+        for key in keys:
             blobs.delete(key)
-        return None
-    written.extend(keys_for_image)
-    return image
+        if isinstance(error, IntegrityError):
+            # The same bytes were stored by a concurrent upload between our check and our insert.
+            winner = _stored_with_hash(session, project, prepared.sha256)
+            if winner is not None:
+                return "OKDuplicate", winner
+        return "ErrorStorage", None
+    return "OK", image
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ worker (killed, machine gone) and is queued again, a bounded number of times.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -20,7 +21,7 @@ FINISHED = (SUCCEEDED, FAILED, CANCELED)
 TRAINING_JOB = "training"
 # A job is tried this many times before a lost worker fails it for good (a job that kills its worker every time
 # must not hold the queue forever).
-MAX_ATTEMPTS = 3
+MAX_ATTEMPTS = 5
 
 
 def queue_job(session: Session, *, kind: str, subject_id: str, project_id: str | None) -> Job:
@@ -116,11 +117,14 @@ class Abandoned:
     requeued: bool
 
 
-def reclaim_abandoned(session: Session, *, stale_after: timedelta, now: datetime | None = None) -> list[Abandoned]:
-    """Running jobs whose worker stopped beating: queued again, or failed once they have had MAX_ATTEMPTS."""
+def reclaim_abandoned(session: Session, *, stale_after: timedelta, is_gone: Callable[[str], bool] = lambda _: False,
+                      now: datetime | None = None) -> list[Abandoned]:
+    """Running jobs whose worker stopped beating (or is known to be gone): queued again, or failed once they have
+    had MAX_ATTEMPTS."""
     now = now or utcnow()
     cutoff = now - stale_after
-    stale = list(session.scalars(select(Job).where(Job.status == RUNNING, Job.heartbeat_at < cutoff)))
+    running = session.scalars(select(Job).where(Job.status == RUNNING))
+    stale = [job for job in running if job.heartbeat_at is None or job.heartbeat_at < cutoff or is_gone(job.worker_id or "")]
     found: list[Abandoned] = []
     for job in stale:
         give_up = job.attempts >= MAX_ATTEMPTS or job.cancel_requested

@@ -118,6 +118,10 @@ def predict(
     if iteration.model_key is None:
         raise DomainError("ErrorPredictionModelNotFound", "The iteration has no model.")
     boxes: list[Box] | None = None
+    limit = PREDICTION_IMAGE_LIMITS.max_bytes
+    if len(image_bytes) > limit:
+        raise DomainError("BadRequestImageSizeBytes",
+                          f"Prediction images are at most {limit // (1024 * 1024)} MB ({limit} bytes); this one is larger.")
     try:
         if is_detection(iteration.domain_id):
             found = runner.detect(iteration.model_key, image_bytes)
@@ -126,7 +130,7 @@ def predict(
             ranked = runner.classify(iteration.model_key, image_bytes)
         prepared = prepare_image(image_bytes, PREDICTION_IMAGE_LIMITS) if store else None
     except ImageSizeError as error:
-        raise DomainError("BadRequestImageSizeBytes", f"Prediction images are limited to 4 MB: {error}") from error
+        raise DomainError("BadRequestImageSizeBytes", f"The image is too large to predict on: {error}") from error
     except ImageFormatError as error:
         raise DomainError("BadRequestImageFormat", f"The image cannot be read: {error}") from error
     outcome = PredictionOutcome(str(uuid.uuid4()), iteration.project_id, iteration.id, utcnow(), ranked, boxes)

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from PIL import ExifTags, Image
+from PIL import ExifTags, Image, UnidentifiedImageError
+
+from opencustomvision.imaging.budget import decode_budget
 
 __all__ = [
     "ImageFormatError",
@@ -97,6 +100,7 @@ _RESAMPLE = Image.Resampling.BICUBIC
 # indistinguishable from a full BICUBIC at a fraction of the cost.
 _REDUCING_GAP = 2.0
 _TRANSPARENT_BACKGROUND = (255, 255, 255)
+_PYTHON_OBJECT = re.compile(r"<[^<>]* at 0x[0-9a-fA-F]+>")
 
 
 @dataclass(frozen=True)
@@ -116,17 +120,17 @@ def prepare_image(
     thumbnail_side: int = 200,
 ) -> PreparedImage:
     """Check and decode an upload, and produce the stored resized copy and thumbnail."""
-    decoded = _decode(data, limits, wanted_side=resized_side)
+    with _decoding(data, limits, wanted_side=resized_side) as decoded:
+        resized = _shrink(decoded.image, _fit_within((decoded.width, decoded.height), resized_side))
+        resized = _orient(resized, decoded.orientation)
+        thumbnail = _shrink(resized, _fit_within(resized.size, thumbnail_side))
 
-    resized = _shrink(decoded.image, _fit_within((decoded.width, decoded.height), resized_side))
-    resized = _orient(resized, decoded.orientation)
-    thumbnail = _shrink(resized, _fit_within(resized.size, thumbnail_side))
-
-    if resized.mode == "RGBA":
-        resized_bytes, resized_content_type = _encode_png(resized), "image/png"
-    else:
-        resized_bytes = _encode_jpeg(resized, _RESIZED_JPEG_QUALITY)
-        resized_content_type = "image/jpeg"
+        if resized.mode == "RGBA":
+            resized_bytes, resized_content_type = _encode_png(resized), "image/png"
+        else:
+            resized_bytes = _encode_jpeg(resized, _RESIZED_JPEG_QUALITY)
+            resized_content_type = "image/jpeg"
+        thumbnail_bytes = _encode_jpeg(_flatten(thumbnail), _THUMBNAIL_JPEG_QUALITY)
 
     width, height = decoded.width, decoded.height
     if decoded.orientation in _SIDEWAYS_ORIENTATIONS:
@@ -141,25 +145,30 @@ def prepare_image(
         original=data,
         resized=resized_bytes,
         resized_content_type=resized_content_type,
-        thumbnail=_encode_jpeg(_flatten(thumbnail), _THUMBNAIL_JPEG_QUALITY),
+        thumbnail=thumbnail_bytes,
     )
 
 
-def load_rgb(data: bytes, limits: ImageLimits = ImageLimits(), *, min_short_side: int | None = None) -> Image.Image:
+def load_rgb(data: bytes, limits: ImageLimits = ImageLimits(), *, min_short_side: int | None = None,
+             budget_wait_seconds: float | None = None) -> Image.Image:
     """Decode an upload, orientation applied, as an RGB image.
 
     ``min_short_side``: the caller will downscale to about this short side, so a JPEG may be decoded
     at a reduced scale (DCT scaling) as long as both sides stay at least this large.
+    ``budget_wait_seconds``: how long to wait for room in the decode budget (background work waits longer
+    than a request would).
     """
     draft = (min_short_side, min_short_side) if min_short_side else None
-    decoded = _decode(data, limits, wanted_side=None, draft_size=draft)
-    return _flatten(_orient(decoded.image, decoded.orientation))
+    with _decoding(data, limits, wanted_side=None, draft_size=draft, budget_wait_seconds=budget_wait_seconds) as decoded:
+        return _flatten(_orient(decoded.image, decoded.orientation))
 
 
-def _decode(
-    data: bytes, limits: ImageLimits, *, wanted_side: int | None, draft_size: tuple[int, int] | None = None
-) -> _Decoded:
-    """Run every check, then decode all pixels.
+@contextmanager
+def _decoding(
+    data: bytes, limits: ImageLimits, *, wanted_side: int | None, draft_size: tuple[int, int] | None = None,
+    budget_wait_seconds: float | None = None,
+) -> Iterator[_Decoded]:
+    """Run every check, then decode all pixels, within the process's decode budget (held until the block ends).
 
     `wanted_side` lets the JPEG decoder skip detail that a downscale to that
     long side would throw away anyway (DCT scaling: 2-8x faster for photos).
@@ -182,17 +191,20 @@ def _decode(
             image.draft(None, _fit_within((width, height), wanted_side))
         elif image_format == "JPEG" and draft_size is not None:
             image.draft(None, draft_size)
-        # Decoding everything now (Image.open is lazy) is what detects truncated
-        # and corrupt files; ImageFile.LOAD_TRUNCATED_IMAGES stays off.
-        image.load()
-
-        return _Decoded(
-            image=_to_rgb_or_rgba(image),
-            format=image_format,
-            width=width,
-            height=height,
-            orientation=_orientation(image),
-        )
+        decoded_width, decoded_height = image.size  # what the decoder will produce (a JPEG draft is smaller)
+    with decode_budget().reserve(decoded_width * decoded_height, budget_wait_seconds):
+        with _rejecting_bad_input():
+            # Decoding everything now (Image.open is lazy) is what detects truncated
+            # and corrupt files; ImageFile.LOAD_TRUNCATED_IMAGES stays off.
+            image.load()
+            decoded = _Decoded(
+                image=_to_rgb_or_rgba(image),
+                format=image_format,
+                width=width,
+                height=height,
+                orientation=_orientation(image),
+            )
+        yield decoded
 
 
 @contextmanager
@@ -213,8 +225,12 @@ def _rejecting_bad_input() -> Iterator[None]:
         raise ImageSizeError(f"image has too many pixels: {exc}") from exc
     except MemoryError as exc:
         raise ImageSizeError("image needs too much memory to decode") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageFormatError("the bytes are not a JPEG, PNG, BMP or GIF image") from exc
     except Exception as exc:
-        raise ImageFormatError(f"image could not be decoded: {exc}") from exc
+        # Pillow's messages can name Python objects ("<_io.BytesIO object at 0x...>"): a client needs none of that.
+        detail = _PYTHON_OBJECT.sub("the image", str(exc)).strip() or type(exc).__name__
+        raise ImageFormatError(f"image could not be decoded: {detail}") from exc
 
 
 def _check_dimensions(width: int, height: int, limits: ImageLimits) -> None:

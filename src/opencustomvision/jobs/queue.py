@@ -22,5 +22,21 @@ class JobQueue(Protocol):
 
 
 def new_worker_id(role: str) -> str:
-    """Unique per process start, and readable in logs and /health: host, process id, role."""
-    return f"{socket.gethostname()}-{os.getpid()}-{role}-{uuid.uuid4().hex[:6]}"
+    """Unique per process start, and readable in logs and /health: ``role@host:pid:nonce``."""
+    return f"{role}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def is_gone(worker_id: str) -> bool:
+    """Whether ``worker_id`` names a process of this machine that no longer runs (so its jobs need no timeout)."""
+    _, _, place = worker_id.partition("@")
+    host, _, rest = place.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False

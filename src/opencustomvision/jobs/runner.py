@@ -16,6 +16,7 @@ from typing import Protocol
 from sqlalchemy.orm import Session, sessionmaker
 
 from opencustomvision.domain import jobs
+from opencustomvision.jobs.queue import is_gone
 from opencustomvision.storage.models import Job
 
 logger = logging.getLogger(__name__)
@@ -137,7 +138,7 @@ class JobRunner:
     def reclaim_abandoned(self) -> list[str]:
         """Queue again the jobs whose workers died; give up those tried too often. Returns the requeued ids."""
         with self._sessions() as session:
-            abandoned = jobs.reclaim_abandoned(session, stale_after=self.stale_after)
+            abandoned = jobs.reclaim_abandoned(session, stale_after=self.stale_after, is_gone=is_gone)
         requeued = []
         for job in abandoned:
             if job.requeued:

@@ -14,6 +14,7 @@ import time
 from sqlalchemy.orm import Session, sessionmaker
 
 from opencustomvision.domain import jobs
+from opencustomvision.jobs.maintenance import Maintenance
 from opencustomvision.jobs.runner import JobRunner
 from opencustomvision.jobs.workdirs import sweep_stale_workdirs
 
@@ -21,10 +22,11 @@ logger = logging.getLogger(__name__)
 
 
 class InProcessWorker:
-    def __init__(self, sessions: sessionmaker[Session], runner: JobRunner, *, poll_seconds: float = 2.0,
-                 max_backoff_seconds: float = 30.0) -> None:
+    def __init__(self, sessions: sessionmaker[Session], runner: JobRunner, *, maintenance: Maintenance | None = None,
+                 poll_seconds: float = 2.0, max_backoff_seconds: float = 30.0) -> None:
         self._sessions = sessions
         self._runner = runner
+        self._maintenance = maintenance
         self._poll_seconds = poll_seconds
         self._max_backoff_seconds = max_backoff_seconds
         self._wake = threading.Event()
@@ -63,10 +65,12 @@ class InProcessWorker:
         return self._thread is not None and self._thread.is_alive()
 
     def _turn(self) -> bool:
-        """One turn: sign of life, reclaim jobs of dead workers, run what is queued. True if it ran a job."""
+        """One turn: sign of life, reclaim jobs of dead workers, housekeeping, run what is queued. True if it ran a job."""
         with self._sessions() as session:
             jobs.record_worker_beat(session, self.worker_id)
         self._runner.reclaim_abandoned()
+        if self._maintenance is not None:
+            self._maintenance.run_if_due()
         with self._sessions() as session:
             queued = jobs.queued_job_ids(session, limit=1)
         ran = False

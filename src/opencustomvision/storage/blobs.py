@@ -6,9 +6,13 @@ import os
 import re
 import shutil
 import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+_PARTIAL_PREFIX = ".incoming-"
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
 
 
@@ -16,11 +20,24 @@ class BlobNotFound(KeyError):
     pass
 
 
+@dataclass(frozen=True)
+class StoredBlob:
+    key: str
+    modified: float  # seconds since the epoch
+
+
 class BlobStore(Protocol):
     def put(self, key: str, data: bytes) -> None: ...
     def get(self, key: str) -> bytes: ...
     def delete(self, key: str) -> None: ...
     def delete_prefix(self, prefix: str) -> None: ...
+    def list(self, prefix: str) -> Iterator[StoredBlob]:
+        """Every blob whose key starts with ``prefix`` + "/" (in no particular order)."""
+        ...
+
+    def discard_partial_writes(self, older_than_seconds: float) -> int:
+        """Remove what writes killed mid-way left (a store whose writes are atomic has none). Returns how many."""
+        ...
 
 
 def check_key(key: str) -> str:
@@ -42,7 +59,7 @@ class LocalBlobStore:
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".incoming-")
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=_PARTIAL_PREFIX)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
@@ -62,3 +79,27 @@ class LocalBlobStore:
 
     def delete_prefix(self, prefix: str) -> None:
         shutil.rmtree(self._path(prefix.rstrip("/")), ignore_errors=True)
+
+    def list(self, prefix: str) -> Iterator[StoredBlob]:
+        folder = self._path(prefix.rstrip("/"))
+        for path in folder.rglob("*"):
+            if path.name.startswith(_PARTIAL_PREFIX):
+                continue  # a write under way, or one killed mid-way (discard_partial_writes)
+            try:
+                stat = path.stat()
+            except FileNotFoundError:  # deleted while listing
+                continue
+            if path.is_file():
+                yield StoredBlob(path.relative_to(self.root).as_posix(), stat.st_mtime)
+
+    def discard_partial_writes(self, older_than_seconds: float) -> int:
+        cutoff = time.time() - older_than_seconds
+        removed = 0
+        for path in self.root.rglob(f"{_PARTIAL_PREFIX}*"):
+            try:
+                if path.stat().st_mtime <= cutoff:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:  # renamed into place or removed meanwhile
+                continue
+        return removed

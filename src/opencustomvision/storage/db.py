@@ -12,9 +12,14 @@ from sqlalchemy.orm import Session, sessionmaker
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 
+# Room for every thread that may hold a session at once (Starlette's 40 request threads, the worker, heartbeats),
+# so requests never queue for a connection; a pool that is exhausted anyway answers 503 after POOL_TIMEOUT.
+POOL = {"pool_size": 10, "max_overflow": 40, "pool_timeout": 10}
+
+
 def create_db_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **POOL)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -26,7 +31,7 @@ def create_db_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, **POOL)
 
 
 def migrate(engine: Engine) -> None:

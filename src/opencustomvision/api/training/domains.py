@@ -20,7 +20,7 @@ def get_domains(request: Request, _: TrainingResource) -> Response:
     return render(request, [present_domain(domain) for domain in DOMAINS], items=schemas.Domain)
 
 
-@router.get("/domains/{domain_id}")
+@router.get("/domains/{domain_id:uuid}")
 def get_domain(request: Request, domain_id: uuid.UUID, _: TrainingResource) -> Response:
     domain = find_domain(str(domain_id))
     if domain is None:

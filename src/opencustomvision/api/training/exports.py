@@ -31,7 +31,7 @@ def present_export(export: models.Export, links: BlobLinks) -> schemas.Export:
                           flavor=export.flavor, newer_version_available=exports.is_outdated(export))
 
 
-@router.post("/projects/{project_id}/iterations/{iteration_id}/export")
+@router.post("/projects/{project_id:uuid}/iterations/{iteration_id:uuid}/export")
 def export_iteration(request: Request, project_id: uuid.UUID, iteration_id: uuid.UUID, session: SessionDep,
                      services: ServicesDep, resource: TrainingResource, links: Links, platform: str,
                      flavor: str | None = None) -> Response:
@@ -43,7 +43,7 @@ def export_iteration(request: Request, project_id: uuid.UUID, iteration_id: uuid
     return render(request, present_export(queued.export, links))
 
 
-@router.get("/projects/{project_id}/iterations/{iteration_id}/export")
+@router.get("/projects/{project_id:uuid}/iterations/{iteration_id:uuid}/export")
 def get_exports(request: Request, project_id: uuid.UUID, iteration_id: uuid.UUID, session: SessionDep,
                 resource: TrainingResource, links: Links) -> Response:
     project = get_project(session, resource.id, project_id)
@@ -51,7 +51,7 @@ def get_exports(request: Request, project_id: uuid.UUID, iteration_id: uuid.UUID
     return render(request, [present_export(export, links) for export in found], items=schemas.Export)
 
 
-@router.get("/projects/{project_id}/export")
+@router.get("/projects/{project_id:uuid}/export")
 def export_project(request: Request, project_id: uuid.UUID, session: SessionDep, resource: TrainingResource) -> Response:
     summary = exports.export_project(session, get_project(session, resource.id, project_id))
     return render(request, schemas.ProjectExport(
@@ -68,7 +68,7 @@ async def import_project_copy(request: Request, session: SessionDep, services: S
     return render(request, await run_in_threadpool(copy))
 
 
-@router.get("/projects/{project_id}/artifacts")
+@router.get("/projects/{project_id:uuid}/artifacts")
 def get_artifact(project_id: uuid.UUID, path: str, session: SessionDep, services: ServicesDep,
                  resource: TrainingResource) -> Response:
     project = get_project(session, resource.id, project_id)

@@ -62,7 +62,7 @@ def _count(session: SessionDep, resource: TrainingResource, request: Request, pr
     return render(request, images.count_images(session, project, query))
 
 
-@router.get("/projects/{project_id}/images")
+@router.get("/projects/{project_id:uuid}/images")
 def get_images(
     request: Request, project_id: uuid.UUID, session: SessionDep, resource: TrainingResource, links: Links,
     tag_ids: TagIds, iteration_id: IterationId = None, tagging_status: TaggingStatus = "All",
@@ -72,7 +72,7 @@ def get_images(
     return _listing(request, session, resource, links, project_id, query, take, skip, iteration_id)
 
 
-@router.get("/projects/{project_id}/images/count")
+@router.get("/projects/{project_id:uuid}/images/count")
 def get_image_count(
     request: Request, project_id: uuid.UUID, session: SessionDep, resource: TrainingResource, tag_ids: TagIds,
     iteration_id: IterationId = None, tagging_status: TaggingStatus = "All", metadata_filter: MetadataFilter = None,
@@ -81,7 +81,7 @@ def get_image_count(
     return _count(session, resource, request, project_id, query, iteration_id)
 
 
-@router.get("/projects/{project_id}/images/tagged")
+@router.get("/projects/{project_id:uuid}/images/tagged")
 def get_tagged_images(
     request: Request, project_id: uuid.UUID, session: SessionDep, resource: TrainingResource, links: Links,
     tag_ids: TagIds, iteration_id: IterationId = None, order_by: OrderBy = "Newest",
@@ -91,7 +91,7 @@ def get_tagged_images(
     return _listing(request, session, resource, links, project_id, query, take, skip, iteration_id)
 
 
-@router.get("/projects/{project_id}/images/tagged/count")
+@router.get("/projects/{project_id:uuid}/images/tagged/count")
 def get_tagged_image_count(
     request: Request, project_id: uuid.UUID, session: SessionDep, resource: TrainingResource, tag_ids: TagIds,
     iteration_id: IterationId = None,
@@ -99,7 +99,7 @@ def get_tagged_image_count(
     return _count(session, resource, request, project_id, ImageQuery(tag_ids=tag_ids, tagging_status="Tagged"), iteration_id)
 
 
-@router.get("/projects/{project_id}/images/untagged")
+@router.get("/projects/{project_id:uuid}/images/untagged")
 def get_untagged_images(
     request: Request, project_id: uuid.UUID, session: SessionDep, resource: TrainingResource, links: Links,
     iteration_id: IterationId = None, order_by: OrderBy = "Newest", take: Take = limits.DEFAULT_TAKE, skip: Skip = 0,
@@ -108,7 +108,7 @@ def get_untagged_images(
     return _listing(request, session, resource, links, project_id, query, take, skip, iteration_id)
 
 
-@router.get("/projects/{project_id}/images/untagged/count")
+@router.get("/projects/{project_id:uuid}/images/untagged/count")
 def get_untagged_image_count(
     request: Request, project_id: uuid.UUID, session: SessionDep, resource: TrainingResource,
     iteration_id: IterationId = None,
@@ -116,7 +116,7 @@ def get_untagged_image_count(
     return _count(session, resource, request, project_id, ImageQuery(tagging_status="Untagged"), iteration_id)
 
 
-@router.get("/projects/{project_id}/images/id")
+@router.get("/projects/{project_id:uuid}/images/id")
 def get_images_by_ids(
     request: Request, project_id: uuid.UUID, session: SessionDep, resource: TrainingResource, links: Links,
     image_ids: ImageIds, iteration_id: IterationId = None,
@@ -147,7 +147,7 @@ def _entry(entry: schemas.ImageFileCreateEntry | schemas.ImageUrlCreateEntry, **
     return ImageInput(tag_ids=[str(t) for t in entry.tag_ids or []], regions=regions_of(entry.regions), **source)  # type: ignore[arg-type]
 
 
-@router.post("/projects/{project_id}/images")
+@router.post("/projects/{project_id:uuid}/images")
 async def create_images_from_data(
     request: Request, project_id: uuid.UUID, session: SessionDep, services: ServicesDep,
     resource: TrainingResource, links: Links, tag_ids: TagIds,
@@ -158,7 +158,7 @@ async def create_images_from_data(
     return await _create(request, session, services, resource, links, project_id, sources, tag_ids)
 
 
-@router.post("/projects/{project_id}/images/files")
+@router.post("/projects/{project_id:uuid}/images/files")
 async def create_images_from_files(
     request: Request, project_id: uuid.UUID, session: SessionDep, services: ServicesDep,
     resource: TrainingResource, links: Links,
@@ -169,7 +169,7 @@ async def create_images_from_files(
                          [str(t) for t in batch.tag_ids or []], batch.metadata)
 
 
-@router.post("/projects/{project_id}/images/urls")
+@router.post("/projects/{project_id:uuid}/images/urls")
 async def create_images_from_urls(
     request: Request, project_id: uuid.UUID, session: SessionDep, services: ServicesDep,
     resource: TrainingResource, links: Links,
@@ -180,7 +180,7 @@ async def create_images_from_urls(
                          [str(t) for t in batch.tag_ids or []], batch.metadata)
 
 
-@router.delete("/projects/{project_id}/images")
+@router.delete("/projects/{project_id:uuid}/images")
 def delete_images(
     project_id: uuid.UUID, session: SessionDep, services: ServicesDep, resource: TrainingResource,
     image_ids: ImageIds, all_images: Annotated[bool, Query(alias="allImages")] = False,
@@ -194,7 +194,7 @@ def delete_images(
 # ---------------------------------------------------------------------------------------------- tags, regions, metadata
 
 
-@router.post("/projects/{project_id}/images/tags")
+@router.post("/projects/{project_id:uuid}/images/tags")
 async def create_image_tags(request: Request, project_id: uuid.UUID, session: SessionDep, resource: TrainingResource) -> Response:
     batch = await read_body(request, schemas.ImageTagCreateBatch)
     pairs = [(str(entry.image_id), str(entry.tag_id)) for entry in batch.tags or []]
@@ -211,7 +211,7 @@ async def create_image_tags(request: Request, project_id: uuid.UUID, session: Se
     return render(request, await run_in_threadpool(create))
 
 
-@router.delete("/projects/{project_id}/images/tags", status_code=204)
+@router.delete("/projects/{project_id:uuid}/images/tags", status_code=204)
 def delete_image_tags(
     project_id: uuid.UUID, session: SessionDep, resource: TrainingResource, image_ids: ImageIds, tag_ids: TagIds
 ) -> Response:
@@ -219,7 +219,7 @@ def delete_image_tags(
     return Response(status_code=204)
 
 
-@router.post("/projects/{project_id}/images/regions")
+@router.post("/projects/{project_id:uuid}/images/regions")
 async def create_image_regions(request: Request, project_id: uuid.UUID, session: SessionDep, resource: TrainingResource) -> Response:
     batch = await read_body(request, schemas.ImageRegionCreateBatch)
     entries = [(str(r.image_id), RegionInput(str(r.tag_id), r.left, r.top, r.width, r.height)) for r in batch.regions or []]
@@ -241,13 +241,13 @@ async def create_image_regions(request: Request, project_id: uuid.UUID, session:
     return render(request, summary, status=200 if not (summary.duplicated or summary.exceeded) else 207)
 
 
-@router.delete("/projects/{project_id}/images/regions", status_code=204)
+@router.delete("/projects/{project_id:uuid}/images/regions", status_code=204)
 def delete_image_regions(project_id: uuid.UUID, session: SessionDep, resource: TrainingResource, region_ids: RegionIds) -> Response:
     images.remove_regions(session, get_project(session, resource.id, project_id), region_ids)
     return Response(status_code=204)
 
 
-@router.post("/projects/{project_id}/images/metadata")
+@router.post("/projects/{project_id:uuid}/images/metadata")
 async def update_image_metadata(
     request: Request, project_id: uuid.UUID, session: SessionDep, resource: TrainingResource, image_ids: ImageIds
 ) -> Response:
@@ -265,7 +265,7 @@ async def update_image_metadata(
     return render(request, summary, status=200 if summary.is_batch_successful else 207)
 
 
-@router.post("/projects/{project_id}/images/{image_id}/regionproposals")
+@router.post("/projects/{project_id:uuid}/images/{image_id:uuid}/regionproposals")
 def get_image_region_proposals(request: Request, project_id: uuid.UUID, image_id: uuid.UUID, session: SessionDep,
                                services: ServicesDep, resource: TrainingResource) -> Response:
     project = get_project(session, resource.id, project_id)

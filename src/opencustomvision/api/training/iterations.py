@@ -43,7 +43,7 @@ def present_iteration(iteration: models.Iteration) -> schemas.Iteration:
     )
 
 
-@router.post("/projects/{project_id}/train")
+@router.post("/projects/{project_id:uuid}/train")
 async def train_project(
     request: Request, project_id: uuid.UUID, session: SessionDep, services: ServicesDep, resource: TrainingResource,
     training_type: Annotated[str, Query(alias="trainingType")] = "Regular",
@@ -70,20 +70,20 @@ async def train_project(
     return render(request, present_iteration(queued.iteration))
 
 
-@router.get("/projects/{project_id}/iterations")
+@router.get("/projects/{project_id:uuid}/iterations")
 def get_iterations(request: Request, project_id: uuid.UUID, session: SessionDep, resource: TrainingResource) -> Response:
     project = get_project(session, resource.id, project_id)
     return render(request, [present_iteration(it) for it in iterations.list_iterations(session, project)], items=schemas.Iteration)
 
 
-@router.get("/projects/{project_id}/iterations/{iteration_id}")
+@router.get("/projects/{project_id:uuid}/iterations/{iteration_id:uuid}")
 def get_iteration(request: Request, project_id: uuid.UUID, iteration_id: uuid.UUID, session: SessionDep,
                   resource: TrainingResource) -> Response:
     project = get_project(session, resource.id, project_id)
     return render(request, present_iteration(iterations.get_iteration(session, project, iteration_id)))
 
 
-@router.patch("/projects/{project_id}/iterations/{iteration_id}")
+@router.patch("/projects/{project_id:uuid}/iterations/{iteration_id:uuid}")
 async def update_iteration(request: Request, project_id: uuid.UUID, iteration_id: uuid.UUID, session: SessionDep,
                            resource: TrainingResource) -> Response:
     body = await read_body(request, schemas.Iteration)
@@ -98,7 +98,7 @@ async def update_iteration(request: Request, project_id: uuid.UUID, iteration_id
     return render(request, await run_in_threadpool(update))
 
 
-@router.delete("/projects/{project_id}/iterations/{iteration_id}", status_code=204)
+@router.delete("/projects/{project_id:uuid}/iterations/{iteration_id:uuid}", status_code=204)
 def delete_iteration(project_id: uuid.UUID, iteration_id: uuid.UUID, session: SessionDep, services: ServicesDep,
                      resource: TrainingResource) -> Response:
     project = get_project(session, resource.id, project_id)
@@ -111,7 +111,7 @@ def delete_iteration(project_id: uuid.UUID, iteration_id: uuid.UUID, session: Se
     return Response(status_code=204)
 
 
-@router.post("/projects/{project_id}/iterations/{iteration_id}/publish")
+@router.post("/projects/{project_id:uuid}/iterations/{iteration_id:uuid}/publish")
 def publish_iteration(
     request: Request, project_id: uuid.UUID, iteration_id: uuid.UUID, session: SessionDep, resource: TrainingResource,
     publish_name: Annotated[str, Query(alias="publishName")] = "",
@@ -124,7 +124,7 @@ def publish_iteration(
     return render(request, True)
 
 
-@router.delete("/projects/{project_id}/iterations/{iteration_id}/publish", status_code=204)
+@router.delete("/projects/{project_id:uuid}/iterations/{iteration_id:uuid}/publish", status_code=204)
 def unpublish_iteration(project_id: uuid.UUID, iteration_id: uuid.UUID, session: SessionDep, resource: TrainingResource) -> Response:
     project = get_project(session, resource.id, project_id)
     iterations.unpublish_iteration(session, iterations.get_iteration(session, project, iteration_id))
@@ -134,7 +134,7 @@ def unpublish_iteration(project_id: uuid.UUID, iteration_id: uuid.UUID, session:
 Threshold = Annotated[float, Query(ge=0, le=1)]
 
 
-@router.get("/projects/{project_id}/iterations/{iteration_id}/performance")
+@router.get("/projects/{project_id:uuid}/iterations/{iteration_id:uuid}/performance")
 def get_iteration_performance(
     request: Request, project_id: uuid.UUID, iteration_id: uuid.UUID, session: SessionDep, resource: TrainingResource,
     threshold: Threshold = 0.5, overlap_threshold: Annotated[float, Query(alias="overlapThreshold", ge=0, le=1)] = 0.3,
@@ -154,7 +154,7 @@ def get_iteration_performance(
     ))
 
 
-@router.get("/projects/{project_id}/iterations/{iteration_id}/performance/images")
+@router.get("/projects/{project_id:uuid}/iterations/{iteration_id:uuid}/performance/images")
 def get_image_performances(
     request: Request, project_id: uuid.UUID, iteration_id: uuid.UUID, session: SessionDep, resource: TrainingResource,
     links: Links, tag_ids: Annotated[list[str], Depends(uuid_list("tagIds"))],
@@ -178,7 +178,7 @@ def get_image_performances(
     return render(request, answers, items=schemas.ImagePerformance)
 
 
-@router.get("/projects/{project_id}/iterations/{iteration_id}/performance/images/count")
+@router.get("/projects/{project_id:uuid}/iterations/{iteration_id:uuid}/performance/images/count")
 def get_image_performance_count(request: Request, project_id: uuid.UUID, iteration_id: uuid.UUID, session: SessionDep,
                                 resource: TrainingResource, tag_ids: Annotated[list[str], Depends(uuid_list("tagIds"))]) -> Response:
     project = get_project(session, resource.id, project_id)

@@ -38,7 +38,7 @@ def _quick_test(session: SessionDep, services: ServicesDep, resource: TrainingRe
     return present_prediction(outcome, {tag.id: tag for tag in list_tags(session, project)})
 
 
-@router.post("/projects/{project_id}/quicktest/image")
+@router.post("/projects/{project_id:uuid}/quicktest/image")
 async def quick_test_image(request: Request, project_id: uuid.UUID, session: SessionDep, services: ServicesDep,
                            resource: TrainingResource, iteration_id: IterationId = None, store: bool = True) -> Response:
     await run_in_threadpool(get_project, session, resource.id, project_id)
@@ -48,14 +48,14 @@ async def quick_test_image(request: Request, project_id: uuid.UUID, session: Ses
     return render(request, await run_in_threadpool(_quick_test, session, services, resource, project_id, iteration_id, store, uploads[0]))
 
 
-@router.post("/projects/{project_id}/quicktest/url")
+@router.post("/projects/{project_id:uuid}/quicktest/url")
 async def quick_test_image_url(request: Request, project_id: uuid.UUID, session: SessionDep, services: ServicesDep,
                                resource: TrainingResource, iteration_id: IterationId = None, store: bool = True) -> Response:
     body = await read_body(request, schemas.ImageUrl)
     return render(request, await run_in_threadpool(_quick_test, session, services, resource, project_id, iteration_id, store, body.url))
 
 
-@router.post("/projects/{project_id}/predictions/query")
+@router.post("/projects/{project_id:uuid}/predictions/query")
 async def query_predictions(request: Request, project_id: uuid.UUID, session: SessionDep, resource: TrainingResource,
                             links: Links) -> Response:
     token = await read_body(request, schemas.PredictionQueryToken)
@@ -79,14 +79,14 @@ async def query_predictions(request: Request, project_id: uuid.UUID, session: Se
     return render(request, await run_in_threadpool(run))
 
 
-@router.delete("/projects/{project_id}/predictions", status_code=204)
+@router.delete("/projects/{project_id:uuid}/predictions", status_code=204)
 def delete_prediction(project_id: uuid.UUID, session: SessionDep, services: ServicesDep, resource: TrainingResource,
                       ids: Annotated[list[str], Depends(uuid_list("ids"))]) -> Response:
     predictions.delete_predictions(session, services.blobs, get_project(session, resource.id, project_id), ids)
     return Response(status_code=204)
 
 
-@router.post("/projects/{project_id}/images/predictions")
+@router.post("/projects/{project_id:uuid}/images/predictions")
 async def create_images_from_predictions(request: Request, project_id: uuid.UUID, session: SessionDep, services: ServicesDep,
                                          resource: TrainingResource, links: Links) -> Response:
     batch = await read_body(request, schemas.ImageIdCreateBatch)

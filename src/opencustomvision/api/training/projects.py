@@ -50,12 +50,12 @@ def create_project(
     return render(request, present_project(project))
 
 
-@router.get("/projects/{project_id}")
+@router.get("/projects/{project_id:uuid}")
 def get_project(request: Request, project_id: uuid.UUID, session: SessionDep, resource: TrainingResource) -> Response:
     return render(request, present_project(projects.get_project(session, resource.id, project_id)))
 
 
-@router.patch("/projects/{project_id}")
+@router.patch("/projects/{project_id:uuid}")
 async def update_project(
     request: Request, project_id: uuid.UUID, session: SessionDep, resource: TrainingResource
 ) -> Response:
@@ -78,7 +78,7 @@ async def update_project(
     return render(request, await run_in_threadpool(update))
 
 
-@router.delete("/projects/{project_id}", status_code=204)
+@router.delete("/projects/{project_id:uuid}", status_code=204)
 def delete_project(project_id: uuid.UUID, session: SessionDep, services: ServicesDep, resource: TrainingResource) -> Response:
     project = projects.get_project(session, resource.id, project_id)
     projects.delete_project(session, services.blobs, project)

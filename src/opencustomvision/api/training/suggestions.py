@@ -29,7 +29,7 @@ def _suggested(suggestion: suggestions.Suggestion, iteration: Iteration, tags: d
     )
 
 
-@router.post("/projects/{project_id}/tagsandregions/suggestions")
+@router.post("/projects/{project_id:uuid}/tagsandregions/suggestions")
 def suggest_tags_and_regions(request: Request, project_id: uuid.UUID, session: SessionDep, services: ServicesDep,
                              resource: TrainingResource, iteration_id: RequiredIterationId,
                              image_ids: Annotated[list[str], Depends(uuid_list("imageIds"))]) -> Response:
@@ -40,7 +40,7 @@ def suggest_tags_and_regions(request: Request, project_id: uuid.UUID, session: S
     return render(request, [_suggested(s, iteration, tags) for s in found], items=schemas.SuggestedTagAndRegion)
 
 
-@router.post("/projects/{project_id}/images/suggested")
+@router.post("/projects/{project_id:uuid}/images/suggested")
 async def query_suggested_images(request: Request, project_id: uuid.UUID, session: SessionDep, services: ServicesDep,
                                  resource: TrainingResource, links: Links, iteration_id: RequiredIterationId) -> Response:
     token = await read_body(request, schemas.SuggestedTagAndRegionQueryToken)
@@ -67,7 +67,7 @@ async def query_suggested_images(request: Request, project_id: uuid.UUID, sessio
     return render(request, await run_in_threadpool(run))
 
 
-@router.post("/projects/{project_id}/images/suggested/count")
+@router.post("/projects/{project_id:uuid}/images/suggested/count")
 async def query_suggested_image_count(request: Request, project_id: uuid.UUID, session: SessionDep, services: ServicesDep,
                                       resource: TrainingResource, iteration_id: RequiredIterationId) -> Response:
     query = await read_body(request, schemas.TagFilter)

@@ -26,7 +26,7 @@ def _tag_counts(session: SessionDep, project: Project, iteration_id: uuid.UUID |
     return tags.image_counts(session, project.id, get_iteration(session, project, iteration_id).id)
 
 
-@router.get("/projects/{project_id}/tags")
+@router.get("/projects/{project_id:uuid}/tags")
 def get_tags(
     request: Request,
     project_id: uuid.UUID,
@@ -41,7 +41,7 @@ def get_tags(
     return render(request, [present_tag(tag, counts.get(tag.id, 0)) for tag in shown], items=schemas.Tag)
 
 
-@router.post("/projects/{project_id}/tags")
+@router.post("/projects/{project_id:uuid}/tags")
 def create_tag(
     request: Request,
     project_id: uuid.UUID,
@@ -56,7 +56,7 @@ def create_tag(
     return render(request, present_tag(tag, 0))
 
 
-@router.get("/projects/{project_id}/tags/{tag_id}")
+@router.get("/projects/{project_id:uuid}/tags/{tag_id:uuid}")
 def get_tag(
     request: Request,
     project_id: uuid.UUID,
@@ -71,7 +71,7 @@ def get_tag(
     return render(request, present_tag(tag, counts.get(tag.id, 0)))
 
 
-@router.patch("/projects/{project_id}/tags/{tag_id}")
+@router.patch("/projects/{project_id:uuid}/tags/{tag_id:uuid}")
 async def update_tag(
     request: Request, project_id: uuid.UUID, tag_id: uuid.UUID, session: SessionDep, resource: TrainingResource
 ) -> Response:
@@ -86,7 +86,7 @@ async def update_tag(
     return render(request, await run_in_threadpool(update))
 
 
-@router.delete("/projects/{project_id}/tags/{tag_id}", status_code=204)
+@router.delete("/projects/{project_id:uuid}/tags/{tag_id:uuid}", status_code=204)
 def delete_tag(project_id: uuid.UUID, tag_id: uuid.UUID, session: SessionDep, resource: TrainingResource) -> Response:
     project = get_project(session, resource.id, project_id)
     tags.delete_tag(session, project, tags.get_tag(session, project, tag_id))
