@@ -30,13 +30,13 @@ from opencustomvision.api import prediction
 from opencustomvision.api.scenario import PREFIX as SCENARIO_PREFIX, create_scenario_app
 from opencustomvision.api.training import (
     domains,
+    exports,
     images,
     iterations,
     predictions,
     projects,
     suggestions,
     tags,
-    unavailable,
 )
 from opencustomvision.captioning import BackgroundCaptioner, Labeler
 from opencustomvision.config import Settings
@@ -46,10 +46,12 @@ from opencustomvision.imaging.fetch import FetchPolicy
 from opencustomvision.embeddings import EmbeddingCache
 from opencustomvision.inference import Predictor, StoredImageScorer
 from opencustomvision.jobs.notify import TrainingNotifier
+from opencustomvision.domain.exports import EXPORT_JOB
 from opencustomvision.domain.jobs import TRAINING_JOB
 from opencustomvision.jobs.maintenance import Maintenance
 from opencustomvision.jobs.queue import new_worker_id
 from opencustomvision.jobs.runner import JobHandler, JobRunner
+from opencustomvision.jobs.exports import ExportJob
 from opencustomvision.jobs.training import TrainingJob
 from opencustomvision.jobs.worker import InProcessWorker
 from opencustomvision.ml.registry import BackboneRegistry
@@ -90,6 +92,7 @@ def build_services(settings: Settings) -> Services:
     handlers: dict[str, JobHandler] = {
         TRAINING_JOB: TrainingJob(sessions, blobs, backbones, embeddings, TrainingNotifier(settings.smtp),
                                   advanced_max_seconds=settings.advanced_training_max_seconds),
+        EXPORT_JOB: ExportJob(sessions, blobs, backbones),
     }
     runner = JobRunner(sessions, handlers, worker_id=new_worker_id("in-process"))
     scorer = StoredImageScorer(predictor, embeddings, blobs)
@@ -121,7 +124,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
 
     app = FastAPI(title="OpenCustomVision", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.services = services
-    for router in (domains.router, projects.router, tags.router, images.router, iterations.router, predictions.router, suggestions.router, unavailable.router):
+    for router in (domains.router, exports.router, projects.router, tags.router, images.router, iterations.router, predictions.router, suggestions.router):
         app.include_router(router, prefix="/training")
     app.include_router(prediction.router, prefix="/prediction")
     app.include_router(blobs.router)

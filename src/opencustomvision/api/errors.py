@@ -24,6 +24,8 @@ _STATUS_BY_EXACT_CODE = {
     "UnsupportedMediaType": 415,
     "NotFoundApimSubscription": 401,
     "BadRequestNotSupported": 501,
+    # An unknown export platform is the caller's mistake, whatever the code's prefix suggests.
+    "ErrorExporterInvalidPlatform": 400,
 }
 _STATUS_BY_PREFIX = (("BadRequest", 400), ("Forbidden", 403), ("NotFound", 404), ("Conflict", 409))
 

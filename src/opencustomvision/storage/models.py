@@ -386,3 +386,36 @@ class TrainingImagePair(Base):
     source_image_id: Mapped[str | None] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
     target_image_id: Mapped[str | None] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
     instruction: Mapped[str | None] = mapped_column(Text)
+
+
+class Export(Base):
+    """One export of an iteration to a platform and flavour: its package, once done, is a blob."""
+
+    __tablename__ = "exports"
+    __table_args__ = (Index("ix_exports_iteration_platform", "iteration_id", "platform", "flavor"),)
+
+    id: Mapped[str] = mapped_column(Uuid, primary_key=True, default=new_id)
+    iteration_id: Mapped[str] = mapped_column(ForeignKey("iterations.id", ondelete="CASCADE"))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    platform: Mapped[str] = mapped_column(String(32))
+    flavor: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="Exporting")
+    exporter_version: Mapped[str] = mapped_column(String(16))
+    package_key: Mapped[str | None] = mapped_column(String(256))
+    package_bytes: Mapped[int | None] = mapped_column(Integer)
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ProjectExportToken(Base):
+    """A token from ExportProject: whoever holds it may import a copy of the project, until it expires.
+
+    Only its SHA-256 is stored, as with keys."""
+
+    __tablename__ = "project_export_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires: Mapped[datetime] = mapped_column(UTCDateTime)
