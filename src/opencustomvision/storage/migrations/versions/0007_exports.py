@@ -1,7 +1,7 @@
 """exports: iteration exports (platform, flavour, package blob) and project export tokens
 
 Revision ID: 0007_exports
-Revises: 0005
+Revises: 0006_scenario
 Create Date: 2026-12-01 10:00:00
 """
 from alembic import op
