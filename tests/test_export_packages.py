@@ -15,7 +15,6 @@ ONNX and Docker packages are exported and checked; the SQLite pass checks every 
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import threading

@@ -7,24 +7,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
-from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.exc import TimeoutError as SqlAlchemyTimeout
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from opencustomvision.api import blobs, health
 from opencustomvision.api.body import RequestBodyMiddleware, body_limits
 from opencustomvision.api.deps import Services
-from opencustomvision.api.errors import (
-    UnexpectedErrorMiddleware,
-    database_unavailable_handler,
-    decode_busy_handler,
-    domain_error_handler,
-    http_error_handler,
-    validation_error_handler,
-)
+from opencustomvision.api.errors import UnexpectedErrorMiddleware, install_error_handlers
 from opencustomvision.api.routing import VersionedApiMiddleware
 from opencustomvision.api import prediction
 from opencustomvision.api.scenario import PREFIX as SCENARIO_PREFIX, create_scenario_app
@@ -40,8 +29,7 @@ from opencustomvision.api.training import (
 )
 from opencustomvision.captioning import BackgroundCaptioner, Labeler
 from opencustomvision.config import Settings
-from opencustomvision.domain.errors import DomainError
-from opencustomvision.imaging.budget import DecodeBudget, DecodeBusy, set_decode_budget
+from opencustomvision.imaging.budget import DecodeBudget, set_decode_budget
 from opencustomvision.imaging.fetch import FetchPolicy
 from opencustomvision.embeddings import EmbeddingCache
 from opencustomvision.inference import Predictor, StoredImageScorer
@@ -134,14 +122,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     portal = Portal()
     app.add_route("/", portal.index, methods=["GET", "HEAD"], include_in_schema=False)
     app.mount(PORTAL_PREFIX, portal.files)
-    app.add_exception_handler(DomainError, domain_error_handler)
-    app.add_exception_handler(RequestValidationError, validation_error_handler)
-    app.add_exception_handler(ValidationError, validation_error_handler)
-    app.add_exception_handler(StarletteHTTPException, http_error_handler)
-    app.add_exception_handler(DecodeBusy, decode_busy_handler)
-    # A database that is restarting, unreachable, or whose connections are all taken: retry, not a bug.
-    app.add_exception_handler(OperationalError, database_unavailable_handler)
-    app.add_exception_handler(SqlAlchemyTimeout, database_unavailable_handler)
+    install_error_handlers(app)
     app.add_middleware(VersionedApiMiddleware)
     # Scenario's room (/v1) reads its own bodies and answers its own errors, in its own error body.
     rooms = (SCENARIO_PREFIX,)

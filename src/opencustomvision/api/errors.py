@@ -6,9 +6,14 @@ import json
 import logging
 from typing import Protocol
 
-from fastapi import Request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as SqlAlchemyTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Match
@@ -17,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from opencustomvision.api.negotiation import render
 from opencustomvision.api.schemas import CustomVisionError
 from opencustomvision.domain.errors import DomainError
+from opencustomvision.imaging.budget import DecodeBusy
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +49,19 @@ def error_response(request: Request, code: str, message: str, status: int | None
     return render(request, CustomVisionError(code=code, message=message), status=status or status_for(code))
 
 
-async def domain_error_handler(request: Request, error: Exception) -> Response:
-    assert isinstance(error, DomainError)
-    return error_response(request, error.code, error.message)
+@dataclass(frozen=True)
+class ApiError:
+    """What an exception means for a client, whichever room (Custom Vision, Scenario) renders it."""
+
+    status: int
+    code: str
+    message: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+# Each room turns an ApiError into its own error body.
+Renderer = Callable[[Request, ApiError], Response]
+_RETRY = {"Retry-After": "5"}
 
 
 def describe_validation_errors(errors: list) -> str:  # type: ignore[type-arg]
@@ -56,23 +72,24 @@ def describe_validation_errors(errors: list) -> str:  # type: ignore[type-arg]
     return "; ".join(parts)
 
 
-async def validation_error_handler(request: Request, error: Exception) -> Response:
+def _domain_error(request: Request, error: Exception) -> ApiError:
+    assert isinstance(error, DomainError)
+    return ApiError(status_for(error.code), error.code, error.message)
+
+
+def _validation_error(request: Request, error: Exception) -> ApiError:
     assert isinstance(error, (RequestValidationError, ValidationError))
-    return error_response(request, "BadRequest", f"Invalid request: {describe_validation_errors(error.errors())}")
+    return ApiError(400, "BadRequest", f"Invalid request: {describe_validation_errors(error.errors())}")
 
 
-async def decode_busy_handler(request: Request, error: Exception) -> Response:
-    response = error_response(request, "ErrorFeaturizationQueueTimeout",
-                              "The server is decoding as many images as its memory budget allows; retry in a few seconds.", 503)
-    response.headers["Retry-After"] = "5"
-    return response
+def _decode_busy(request: Request, error: Exception) -> ApiError:
+    return ApiError(503, "ErrorFeaturizationQueueTimeout",
+                    "The server is decoding as many images as its memory budget allows; retry in a few seconds.", _RETRY)
 
 
-async def database_unavailable_handler(request: Request, error: Exception) -> Response:
+def _database_unavailable(request: Request, error: Exception) -> ApiError:
     logger.warning("database unavailable on %s %s: %s", request.method, request.url.path, error)
-    response = error_response(request, "ErrorUnknown", "The database is unavailable right now; retry shortly.", 503)
-    response.headers["Retry-After"] = "5"
-    return response
+    return ApiError(503, "ErrorUnknown", "The database is unavailable right now; retry shortly.", _RETRY)
 
 
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
@@ -100,20 +117,48 @@ def _malformed_id(request: Request) -> str | None:
     return None
 
 
-async def http_error_handler(request: Request, error: Exception) -> Response:
+def _http_error(request: Request, error: Exception) -> ApiError:
     assert isinstance(error, StarletteHTTPException)
     if error.status_code == 404:
         malformed = _malformed_id(request)
         if malformed is not None:
-            return error_response(request, "BadRequest", f"'{malformed}' is not a valid id (a GUID).")
-        return error_response(request, "NotFound", f"No operation at {request.url.path}.")
+            return ApiError(400, "BadRequest", f"'{malformed}' is not a valid id (a GUID).")
+        return ApiError(404, "NotFound", f"No operation at {request.url.path}.")
     if error.status_code == 405:
         allowed = _allowed_methods(request)
-        response = error_response(request, "BadRequestNotSupported",
-                                  f"{request.method} is not supported on {request.url.path}; use {', '.join(allowed)}.", 405)
-        response.headers["Allow"] = ", ".join(allowed)  # RFC 9110: a 405 says which methods the resource has
-        return response
-    return error_response(request, "BadRequest", str(error.detail), error.status_code)
+        # RFC 9110: a 405 says which methods the resource has.
+        return ApiError(405, "BadRequestNotSupported",
+                        f"{request.method} is not supported on {request.url.path}; use {', '.join(allowed)}.",
+                        {"Allow": ", ".join(allowed)})
+    return ApiError(error.status_code, "BadRequest", str(error.detail))
+
+
+# What each exception means, in one table for every room.
+_MEANINGS: tuple[tuple[type[Exception], Callable[[Request, Exception], ApiError]], ...] = (
+    (DomainError, _domain_error),
+    (RequestValidationError, _validation_error),
+    (ValidationError, _validation_error),
+    (StarletteHTTPException, _http_error),
+    (DecodeBusy, _decode_busy),
+    # A database that is restarting, unreachable, or whose connections are all taken: retry, not a bug.
+    (OperationalError, _database_unavailable),
+    (SqlAlchemyTimeout, _database_unavailable),
+)
+
+
+def render_custom_vision_error(request: Request, error: ApiError) -> Response:
+    response = error_response(request, error.code, error.message, error.status)
+    response.headers.update(error.headers)
+    return response
+
+
+def install_error_handlers(app: FastAPI, renderer: Renderer = render_custom_vision_error) -> None:
+    """Answer every expected exception with its meaning, in the room's own error body."""
+    for exception_type, meaning in _MEANINGS:
+        async def handler(request: Request, error: Exception, meaning=meaning) -> Response:  # type: ignore[no-untyped-def]
+            return renderer(request, meaning(request, error))
+
+        app.add_exception_handler(exception_type, handler)
 
 
 class TrackedSend:

@@ -7,22 +7,12 @@ in Scenario's error body; the Custom Vision middleware lets ``/v1`` through unto
 from __future__ import annotations
 
 from fastapi import FastAPI
-from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.exc import TimeoutError as SqlAlchemyTimeout
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from opencustomvision.api.body import RequestBodyMiddleware, body_limits
 from opencustomvision.api.deps import Services
-from opencustomvision.api.errors import UnexpectedErrorMiddleware
+from opencustomvision.api.errors import UnexpectedErrorMiddleware, install_error_handlers
 from opencustomvision.api.scenario import assets, jobs, models, training_images
-from opencustomvision.api.scenario.errors import (
-    database_unavailable_handler, decode_busy_handler, domain_error_handler, http_error_handler, send_scenario_error,
-    validation_error_handler,
-)
-from opencustomvision.domain.errors import DomainError
-from opencustomvision.imaging.budget import DecodeBusy
+from opencustomvision.api.scenario.errors import render_scenario_error, send_scenario_error
 
 PREFIX = "/v1"
 
@@ -32,13 +22,7 @@ def create_scenario_app(services: Services) -> FastAPI:
     app.state.services = services
     for router in (models.router, assets.router, training_images.router, jobs.router):
         app.include_router(router)
-    app.add_exception_handler(DomainError, domain_error_handler)
-    app.add_exception_handler(RequestValidationError, validation_error_handler)
-    app.add_exception_handler(ValidationError, validation_error_handler)
-    app.add_exception_handler(StarletteHTTPException, http_error_handler)
-    app.add_exception_handler(DecodeBusy, decode_busy_handler)
-    app.add_exception_handler(OperationalError, database_unavailable_handler)
-    app.add_exception_handler(SqlAlchemyTimeout, database_unavailable_handler)
+    install_error_handlers(app, render_scenario_error)
     app.add_middleware(RequestBodyMiddleware, **body_limits(services.settings), send=send_scenario_error)
     app.add_middleware(UnexpectedErrorMiddleware, send=send_scenario_error)
     return app
