@@ -32,6 +32,9 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+# A missing value is SQL NULL, never JSON null, so that "IS NOT NULL" filters mean "has a value".
+NULLABLE_JSON = JSON(none_as_null=True)
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Stores naive UTC, returns aware UTC: SQLite keeps no time zone, PostgreSQL would shift it."""
 
@@ -99,7 +102,7 @@ class Project(Base):
     target_export_platforms: Mapped[list[str]] = mapped_column(JSON, default=list)
     use_negative_set: Mapped[bool] = mapped_column(Boolean, default=True)
     detection_parameters: Mapped[str | None] = mapped_column(String(256))
-    augmentation_methods: Mapped[dict[str, bool] | None] = mapped_column(JSON)
+    augmentation_methods: Mapped[dict[str, bool] | None] = mapped_column(NULLABLE_JSON)
     status: Mapped[str] = mapped_column(String(16), default="Succeeded")
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_modified: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -210,7 +213,7 @@ class Iteration(Base):
     training_type: Mapped[str] = mapped_column(String(16), default="Regular")
     reserved_budget_in_hours: Mapped[int] = mapped_column(Integer, default=0)
     notification_email: Mapped[str | None] = mapped_column(String(320))
-    selected_tag_ids: Mapped[list[str] | None] = mapped_column(JSON)
+    selected_tag_ids: Mapped[list[str] | None] = mapped_column(NULLABLE_JSON)
     training_fingerprint: Mapped[str] = mapped_column(String(64))
     failure_reason: Mapped[str | None] = mapped_column(Text)
     model_key: Mapped[str | None] = mapped_column(String(256))
@@ -228,12 +231,12 @@ class IterationImage(Base):
     iteration_id: Mapped[str] = mapped_column(ForeignKey("iterations.id", ondelete="CASCADE"), primary_key=True)
     image_id: Mapped[str] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True, index=True)
     tag_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
-    predictions: Mapped[dict[str, float] | None] = mapped_column(JSON)
+    predictions: Mapped[dict[str, float] | None] = mapped_column(NULLABLE_JSON)
     fold: Mapped[int | None] = mapped_column(Integer)
     # Object detection: [[tag_id, left, top, width, height], ...] trained on, and for a held-out image what
     # the model trained without it found: [[tag_id, probability, left, top, width, height], ...].
-    regions: Mapped[list[list[str | float]] | None] = mapped_column(JSON)
-    detections: Mapped[list[list[str | float]] | None] = mapped_column(JSON)
+    regions: Mapped[list[list[str | float]] | None] = mapped_column(NULLABLE_JSON)
+    detections: Mapped[list[list[str | float]] | None] = mapped_column(NULLABLE_JSON)
 
 
 class ImageEmbedding(Base):
