@@ -59,17 +59,30 @@ async def validation_error_handler(request: Request, error: Exception) -> Respon
 
 
 async def decode_busy_handler(request: Request, error: Exception) -> Response:
-    response = error_response(request, "ErrorFeaturizationQueueTimeout",
-                              "The server is decoding as many images as its memory budget allows; retry in a few seconds.", 503)
+    return _unavailable(request, "ErrorFeaturizationQueueTimeout",
+                        "The server is decoding as many images as its memory budget allows; retry in a few seconds.")
+
+
+def _unavailable(request: Request, code: str, message: str) -> Response:
+    response = error_response(request, code, message, 503)
     response.headers["Retry-After"] = "5"
     return response
 
 
 async def database_unavailable_handler(request: Request, error: Exception) -> Response:
     logger.warning("database unavailable on %s %s: %s", request.method, request.url.path, error)
-    response = error_response(request, "ErrorUnknown", "The database is unavailable right now; retry shortly.", 503)
-    response.headers["Retry-After"] = "5"
-    return response
+    return _unavailable(request, "ErrorUnknown", "The database is unavailable right now; retry shortly.")
+
+
+async def blob_store_unavailable_handler(request: Request, error: Exception) -> Response:
+    logger.warning("blob store unavailable on %s %s: %s", request.method, request.url.path, error)
+    return _unavailable(request, "ErrorStorage", "The image store is unavailable right now; retry shortly.")
+
+
+async def queue_unavailable_handler(request: Request, error: Exception) -> Response:
+    logger.warning("job queue unavailable on %s %s: %s", request.method, request.url.path, error)
+    return _unavailable(request, "ErrorProjectTrainingRequestFailed",
+                        "The training queue is unavailable right now; nothing was queued; retry shortly.")
 
 
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
