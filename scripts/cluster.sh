@@ -6,6 +6,7 @@
 #                                                        PREDICTION_KEY, PREDICTION_RESOURCE_ID as NAME=value lines
 #   scripts/cluster.sh down                              stop exactly what `up` started and remove its data
 #   scripts/cluster.sh env                               the settings the fleet's processes run with (NAME=value)
+#   scripts/cluster.sh summary                           the lines `up` printed
 #   scripts/cluster.sh status                            each part and whether it runs
 #   scripts/cluster.sh stop|start|kill PART              one part (for fault tests): postgres redis seaweedfs nginx
 #                                                        apiN workerN; kill is SIGKILL
@@ -369,6 +370,7 @@ case $command in
     up) up "$@" ;;
     down) down ;;
     env) load; fleet_env; echo "ENDPOINT=http://127.0.0.1:$NGINX_PORT" ;;
+    summary) load; summary ;;
     status) status ;;
     start) load; start_part "${1:?part}" ;;
     stop) load; stop_part "${1:?part}" TERM ;;

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -117,3 +119,96 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
 @pytest.fixture
 def unique_name() -> str:
     return f"test-{uuid.uuid4().hex[:10]}"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The fleet (scripts/cluster.sh): PostgreSQL, Redis, SeaweedFS, API replicas behind nginx, RQ workers.
+
+CLUSTER_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "cluster.sh"
+
+
+@dataclass
+class Fleet:
+    """The parts of one ``scripts/cluster.sh up``, and a hand on each (stop, start, kill)."""
+
+    state: Path
+    endpoint: str  # nginx in front of the replicas
+    training_key: str
+    prediction_key: str
+    prediction_resource_id: str
+    env: dict[str, str]  # what the fleet's processes run with (OCV_*, AWS_*)
+    ports: dict[str, str]
+
+    def part(self, action: str, name: str) -> None:
+        """``stop`` / ``start`` / ``kill`` (SIGKILL) one part: postgres, redis, seaweedfs, nginx, apiN, workerN."""
+        subprocess.run([str(CLUSTER_SCRIPT), action, name], env=dict(os.environ, OCV_CLUSTER_DIR=str(self.state)),
+                       check=True, capture_output=True, timeout=180)
+
+    def pid(self, name: str) -> int | None:
+        path = self.state / "pids" / name
+        return int(path.read_text()) if path.exists() else None
+
+    def replica(self, n: int) -> str:
+        return f"http://127.0.0.1:{self.ports[f'API_PORT_{n}']}"
+
+    def client(self, endpoint: str | None = None) -> httpx.Client:
+        return httpx.Client(base_url=f"{endpoint or self.endpoint}/customvision/v3.3/training",
+                            headers={"Training-Key": self.training_key}, timeout=120)
+
+    def redis_url(self, db: int = 0) -> str:
+        return self.env["OCV_QUEUE_URL"].rsplit("/", 1)[0] + f"/{db}"
+
+    @contextmanager
+    def aws_env(self) -> Iterator[None]:
+        """This process sees the fleet's S3 endpoint and credentials (as the fleet's processes do)."""
+        saved = {name: os.environ.get(name) for name in self.env if name.startswith("AWS_")}
+        os.environ.update({name: value for name, value in self.env.items() if name.startswith("AWS_")})
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
+def _name_values(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("cluster:"))
+
+
+@pytest.fixture(scope="session")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    """The whole fleet, once per test run, in the PostgreSQL pass only (it brings a PostgreSQL of its own, which the
+    fault tests restart; CI's server stays untouched). Its parts are Debian's; CI installs them (.ci/run)."""
+    if not os.environ.get("OCV_TEST_DATABASE_URL"):
+        pytest.skip("fleet tests run in the PostgreSQL pass (OCV_TEST_DATABASE_URL set), once per CI run")
+    missing = [name for name in ("redis-server", "nginx") if shutil.which(name) is None]
+    missing += [] if Path("/usr/lib/postgresql").is_dir() else ["postgresql"]
+    if missing:
+        message = f"the fleet needs Debian's {', '.join(missing)} (apt-get install redis-server nginx postgresql)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    # OCV_TEST_FLEET_DIR: a cluster already up (scripts/cluster.sh up), reused and left running: for working on
+    # these tests without paying for a start each run.
+    existing = os.environ.get("OCV_TEST_FLEET_DIR")
+    state = Path(existing) if existing else tmp_path_factory.mktemp("cluster")
+    environment = dict(os.environ, OCV_CLUSTER_DIR=str(state))
+    if existing:
+        printed = _name_values(subprocess.run([str(CLUSTER_SCRIPT), "summary"], env=environment, capture_output=True,
+                                              text=True, check=True).stdout)
+    else:
+        up = subprocess.run([str(CLUSTER_SCRIPT), "up"], env=environment, capture_output=True, text=True, timeout=300)
+        if up.returncode != 0:
+            pytest.fail(f"scripts/cluster.sh up failed:\n{up.stderr[-3000:]}")
+        printed = _name_values(up.stdout)
+    settings = _name_values(subprocess.run([str(CLUSTER_SCRIPT), "env"], env=environment, capture_output=True, text=True,
+                                           check=True).stdout)
+    ports = _name_values((state / "cluster.env").read_text())
+    try:
+        yield Fleet(state, printed["ENDPOINT"], printed["TRAINING_KEY"], printed["PREDICTION_KEY"],
+                    printed["PREDICTION_RESOURCE_ID"], settings, ports)
+    finally:
+        if not existing:
+            subprocess.run([str(CLUSTER_SCRIPT), "down"], env=environment, capture_output=True, timeout=300)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
+import signal
 import threading
 import time
 from datetime import timedelta
@@ -84,9 +85,10 @@ class RqJobQueue:
         except NoSuchJobError:
             return False
 
-    def resubmit_lost(self, sessions: sessionmaker[Session], *, limit: int = 200) -> list[str]:
+    def resubmit_lost(self, sessions: sessionmaker[Session], *, older_than: timedelta = _RESUBMIT_AFTER,
+                      limit: int = 200) -> list[str]:
         """Enqueue each job the database holds as queued that has no live message in Redis; returns their ids."""
-        cutoff = utcnow() - _RESUBMIT_AFTER
+        cutoff = utcnow() - older_than
         with sessions() as session:
             waiting = session.execute(
                 select(Job.id, Job.attempts).where(Job.status == jobs.QUEUED, Job.created < cutoff)
@@ -134,12 +136,13 @@ class RqWorker:
 
     def __init__(self, queue: RqJobQueue, sessions: sessionmaker[Session], runner: JobRunner, *,
                  maintenance: Maintenance | None = None, housekeeping_seconds: float = 5.0,
-                 max_backoff_seconds: float = 30.0) -> None:
+                 resubmit_after: timedelta = _RESUBMIT_AFTER, max_backoff_seconds: float = 30.0) -> None:
         self.queue = queue
         self._sessions = sessions
         self.runner = runner
         self._maintenance = maintenance
         self._housekeeping_seconds = housekeeping_seconds
+        self._resubmit_after = resubmit_after
         self._max_backoff_seconds = max_backoff_seconds
         self._stop = threading.Event()
 
@@ -150,7 +153,7 @@ class RqWorker:
     def housekeeping_turn(self) -> None:
         for job_id in housekeeping(self._sessions, self.runner, self._maintenance):
             logger.info("job %s queued again after its worker was lost", job_id)
-        self.queue.resubmit_lost(self._sessions)
+        self.queue.resubmit_lost(self._sessions, older_than=self._resubmit_after)
 
     def _housekeeping_loop(self) -> None:
         failures = 0
@@ -169,6 +172,8 @@ class RqWorker:
         """Work until stopped (from the main thread: RQ handles SIGTERM there)."""
         global _runner
         _runner = self.runner
+        # RQ installs its own SIGINT / SIGTERM handlers; whoever runs this gets theirs back afterwards.
+        handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
         sweep_stale_workdirs()
         keeper = threading.Thread(target=self._housekeeping_loop, name="ocv-housekeeping", daemon=True)
         keeper.start()
@@ -199,6 +204,8 @@ class RqWorker:
             except Exception:
                 logger.warning("could not remove worker %s from the database", self.worker_id, exc_info=True)
             _runner = None
+            for number, handler in handlers.items():
+                signal.signal(number, handler)
         return 0
 
     def stop(self) -> None:
