@@ -172,6 +172,7 @@ class RqWorker:
         """Work until stopped (from the main thread: RQ handles SIGTERM there)."""
         global _runner
         _runner = self.runner
+        self._stop.clear()
         # RQ installs its own SIGINT / SIGTERM handlers; whoever runs this gets theirs back afterwards.
         handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
         sweep_stale_workdirs()
