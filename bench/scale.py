@@ -44,6 +44,8 @@ CLUSTER = Path(__file__).resolve().parents[1] / "scripts" / "cluster.sh"
 
 @dataclass
 class Fleet:
+    """A fleet started by scripts/cluster.sh, and a hand on each of its parts (stop, start, kill)."""
+
     state: Path
     endpoint: str
     training_key: str
@@ -52,30 +54,33 @@ class Fleet:
     ports: dict[str, str]
 
     def part(self, action: str, name: str) -> None:
+        """``stop`` / ``start`` / ``kill`` (SIGKILL) one part: postgres, redis, seaweedfs, nginx, apiN, workerN."""
         subprocess.run([str(CLUSTER), action, name], env=dict(os.environ, OCV_CLUSTER_DIR=str(self.state)), check=True,
                        capture_output=True, timeout=180)
 
     def replica(self, n: int) -> str:
         return f"http://127.0.0.1:{self.ports[f'API_PORT_{n}']}"
 
-    def pid(self, name: str) -> int:
-        return int((self.state / "pids" / name).read_text())
+    def pid(self, name: str) -> int | None:
+        path = self.state / "pids" / name
+        return int(path.read_text()) if path.exists() else None
 
     def client(self, endpoint: str | None = None) -> httpx.Client:
         return httpx.Client(base_url=f"{endpoint or self.endpoint}{TRAINING_API}", headers={"Training-Key": self.training_key},
                             timeout=300)
 
 
-def _name_values(text: str) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+def name_values(text: str) -> dict[str, str]:
+    """``NAME=value`` lines, as scripts/cluster.sh prints them."""
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("cluster:"))
 
 
 def attach(state: Path) -> Fleet:
     environment = dict(os.environ, OCV_CLUSTER_DIR=str(state))
-    printed = _name_values(subprocess.run([str(CLUSTER), "summary"], env=environment, capture_output=True, text=True,
+    printed = name_values(subprocess.run([str(CLUSTER), "summary"], env=environment, capture_output=True, text=True,
                                           check=True).stdout)
     return Fleet(state, printed["ENDPOINT"], printed["TRAINING_KEY"], printed["PREDICTION_KEY"],
-                 printed["PREDICTION_RESOURCE_ID"], _name_values((state / "cluster.env").read_text()))
+                 printed["PREDICTION_RESOURCE_ID"], name_values((state / "cluster.env").read_text()))
 
 
 @contextmanager
@@ -278,7 +283,7 @@ def main() -> None:
             client.post(f"/projects/{project_id}/iterations/{iteration}/publish",
                         params={"publishName": "bench", "predictionId": fleet.prediction_resource_id}).raise_for_status()
         prediction_load(fleet, fleet.endpoint, project_id, "bench", clients=args.clients, count=200)  # warm both replicas
-        before = {name: rss_kib(fleet.pid(name)) for name in ("api1", "api2")}
+        before = {name: rss_kib(fleet.pid(name) or 0) for name in ("api1", "api2")}
         results = {}
         for label, endpoint in (("1 replica", fleet.replica(1)), ("2 replicas (nginx)", fleet.endpoint)):
             rate, latencies, statuses = prediction_load(fleet, endpoint, project_id, "bench", clients=args.clients,
@@ -288,7 +293,7 @@ def main() -> None:
                   f"p99 {1000 * percentile(latencies, 0.99):6.1f} ms  answers {dict(statuses)}")
         print(f"ratio 2 replicas / 1 replica: {results['2 replicas (nginx)'] / results['1 replica']:.2f}x")
         for name in ("api1", "api2"):
-            after = rss_kib(fleet.pid(name))
+            after = rss_kib(fleet.pid(name) or 0)
             print(f"RSS {name}: {before[name] / 1024:.0f} MiB before, {after / 1024:.0f} MiB after "
                   f"({100 * (after - before[name]) / before[name]:+.1f} %)")
 

@@ -341,13 +341,13 @@ summary() {
 
 down() {
     load
-    local part
-    for part in $(parts | tr ' ' '\n' | tac); do  # the reverse of the start order
-        case $part in
-            postgres) stop_postgres ;;
-            *) if [[ -f $state/pids/$part ]]; then signal_part "$part" TERM; wait_gone "$part" 30; fi ;;
-        esac
+    local layer part
+    # Front to back, each layer at once: nginx, replicas and workers; then Redis and SeaweedFS; then PostgreSQL.
+    for layer in "nginx $(parts | tr ' ' '\n' | grep -E '^(api|worker)' | tr '\n' ' ')" "redis seaweedfs"; do
+        for part in $layer; do signal_part "$part" TERM; done
+        for part in $layer; do wait_gone "$part" 30; done
     done
+    stop_postgres
     [[ -n ${runtime:-} && $runtime == /tmp/ocv-cluster.* ]] && rm -rf "$runtime"
     rm -rf "$state/pids" "$state/redis" "$state/seaweedfs" "$state/data" "$state/nginx.conf" "$state/cluster.env"
     log "stopped; logs kept in $state/logs"

@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -19,6 +19,10 @@ import pytest
 import uvicorn
 from aiosmtpd.controller import Controller
 
+from bench.scale import CLUSTER as CLUSTER_SCRIPT
+from bench.scale import Fleet as ClusterHandle
+from bench.scale import attach as attach_cluster
+from bench.scale import name_values
 from opencustomvision.api.deps import Services
 from opencustomvision.app import build_services, create_app
 from opencustomvision.cli import prepare_default_resource
@@ -124,36 +128,13 @@ def unique_name() -> str:
 # ---------------------------------------------------------------------------------------------------------------
 # The fleet (scripts/cluster.sh): PostgreSQL, Redis, SeaweedFS, API replicas behind nginx, RQ workers.
 
-CLUSTER_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "cluster.sh"
 
 
 @dataclass
-class Fleet:
-    """The parts of one ``scripts/cluster.sh up``, and a hand on each (stop, start, kill)."""
+class Fleet(ClusterHandle):
+    """The parts of one ``scripts/cluster.sh up`` (a hand on each: stop, start, kill) and their settings."""
 
-    state: Path
-    endpoint: str  # nginx in front of the replicas
-    training_key: str
-    prediction_key: str
-    prediction_resource_id: str
-    env: dict[str, str]  # what the fleet's processes run with (OCV_*, AWS_*)
-    ports: dict[str, str]
-
-    def part(self, action: str, name: str) -> None:
-        """``stop`` / ``start`` / ``kill`` (SIGKILL) one part: postgres, redis, seaweedfs, nginx, apiN, workerN."""
-        subprocess.run([str(CLUSTER_SCRIPT), action, name], env=dict(os.environ, OCV_CLUSTER_DIR=str(self.state)),
-                       check=True, capture_output=True, timeout=180)
-
-    def pid(self, name: str) -> int | None:
-        path = self.state / "pids" / name
-        return int(path.read_text()) if path.exists() else None
-
-    def replica(self, n: int) -> str:
-        return f"http://127.0.0.1:{self.ports[f'API_PORT_{n}']}"
-
-    def client(self, endpoint: str | None = None) -> httpx.Client:
-        return httpx.Client(base_url=f"{endpoint or self.endpoint}/customvision/v3.3/training",
-                            headers={"Training-Key": self.training_key}, timeout=120)
+    env: dict[str, str] = field(default_factory=dict)  # what the fleet's processes run with (OCV_*, AWS_*)
 
     def redis_url(self, db: int = 0) -> str:
         return self.env["OCV_QUEUE_URL"].rsplit("/", 1)[0] + f"/{db}"
@@ -171,10 +152,6 @@ class Fleet:
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
-
-
-def _name_values(text: str) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("cluster:"))
 
 
 @pytest.fixture(scope="session")
@@ -195,20 +172,15 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     existing = os.environ.get("OCV_TEST_FLEET_DIR")
     state = Path(existing) if existing else tmp_path_factory.mktemp("cluster")
     environment = dict(os.environ, OCV_CLUSTER_DIR=str(state))
-    if existing:
-        printed = _name_values(subprocess.run([str(CLUSTER_SCRIPT), "summary"], env=environment, capture_output=True,
-                                              text=True, check=True).stdout)
-    else:
+    if not existing:
         up = subprocess.run([str(CLUSTER_SCRIPT), "up"], env=environment, capture_output=True, text=True, timeout=300)
         if up.returncode != 0:
             pytest.fail(f"scripts/cluster.sh up failed:\n{up.stderr[-3000:]}")
-        printed = _name_values(up.stdout)
-    settings = _name_values(subprocess.run([str(CLUSTER_SCRIPT), "env"], env=environment, capture_output=True, text=True,
-                                           check=True).stdout)
-    ports = _name_values((state / "cluster.env").read_text())
+    handle = attach_cluster(state)
+    settings = name_values(subprocess.run([str(CLUSTER_SCRIPT), "env"], env=environment, capture_output=True, text=True,
+                                          check=True).stdout)
     try:
-        yield Fleet(state, printed["ENDPOINT"], printed["TRAINING_KEY"], printed["PREDICTION_KEY"],
-                    printed["PREDICTION_RESOURCE_ID"], settings, ports)
+        yield Fleet(**vars(handle), env=settings)
     finally:
         if not existing:
             subprocess.run([str(CLUSTER_SCRIPT), "down"], env=environment, capture_output=True, timeout=300)
