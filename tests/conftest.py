@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import socket
@@ -17,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from sqlalchemy import create_engine, text
 from aiosmtpd.controller import Controller
 
 from bench.scale import CLUSTER as CLUSTER_SCRIPT
@@ -73,9 +75,21 @@ class LiveServer:
         return f"{self.endpoint}/customvision/{version}/training{path}"
 
 
-def _database_url(data_dir: Path) -> str:
-    # CI also runs the suite on PostgreSQL by setting OCV_TEST_DATABASE_URL.
-    return os.environ.get("OCV_TEST_DATABASE_URL") or f"sqlite:///{data_dir / 'ocv.sqlite3'}"
+def _database_url(data_dir: Path, *, shared: bool = False) -> str:
+    """A database of the test's own: a SQLite file in ``data_dir``, or, where CI runs the suite on PostgreSQL
+    (OCV_TEST_DATABASE_URL), a schema of its own there, so that no two servers' workers take each other's jobs.
+    ``shared``: the database itself (the session-wide live server, whose rows CI checks for)."""
+    base = os.environ.get("OCV_TEST_DATABASE_URL")
+    if not base:
+        return f"sqlite:///{data_dir / 'ocv.sqlite3'}"
+    if shared:
+        return base
+    schema = "t_" + hashlib.sha1(str(data_dir).encode()).hexdigest()[:16]
+    engine = create_engine(base)
+    with engine.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    engine.dispose()
+    return f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
 
 
 @contextmanager
@@ -106,7 +120,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     smtp.start()
     settings = Settings(
         data_dir=data_dir,
-        database_url=_database_url(data_dir),
+        database_url=_database_url(data_dir, shared=True),
         url_allowlist=frozenset(),
         smtp=SmtpSettings(host="127.0.0.1", port=smtp.port, sender="ocv@test.invalid"),
         advanced_training_max_seconds=3600,  # off by default; the tests exercise it
