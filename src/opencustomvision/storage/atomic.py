@@ -22,6 +22,14 @@ def discard(blobs: BlobStore, keys: Iterable[str]) -> None:
             logger.warning("blob %s left for the orphan sweep: %s", key, error)
 
 
+def discard_prefix(blobs: BlobStore, prefix: str) -> None:
+    """``discard`` for every blob under ``prefix``."""
+    try:
+        blobs.delete_prefix(prefix)
+    except (BlobStoreUnavailable, OSError) as error:
+        logger.warning("blobs under %s left for the orphan sweep: %s", prefix, error)
+
+
 def put_all(blobs: BlobStore, items: Iterable[tuple[str, bytes]]) -> list[str]:
     """Write every blob, or, when one write fails, remove those already written and re-raise."""
     written: list[str] = []

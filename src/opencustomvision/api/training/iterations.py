@@ -18,6 +18,7 @@ from opencustomvision.domain import iterations, limits
 from opencustomvision.domain.performance import image_performances, iteration_performance
 from opencustomvision.domain.projects import get_project
 from opencustomvision.jobs.queue import QueueUnavailable
+from opencustomvision.storage.atomic import discard
 from opencustomvision.storage import models
 
 logger = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ def delete_iteration(project_id: uuid.UUID, iteration_id: uuid.UUID, session: Se
     project = get_project(session, resource.id, project_id)
     model_key = iterations.delete_iteration(session, iterations.get_iteration(session, project, iteration_id))
     if model_key is not None:
-        services.blobs.delete(model_key)
+        discard(services.blobs, [model_key])
     return Response(status_code=204)
 
 
