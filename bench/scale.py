@@ -261,56 +261,75 @@ def main() -> None:
     parser.add_argument("--uploads", type=int, default=1000, help="images each client uploads")
     parser.add_argument("--predictions", type=int, default=10_000)
     parser.add_argument("--training-projects", type=int, default=4)
+    parser.add_argument("--warm-up", type=int, default=1000, help="predictions through nginx before RSS is first read")
+    parser.add_argument("--parts", default="uploads,predictions,training", help="which measurements to run")
     parser.add_argument("--cluster-dir", type=Path, help="a fleet already up (scripts/cluster.sh up)")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores; every part of the fleet shares them")
     with (fleet_of_own() if args.cluster_dir is None else _attached(args.cluster_dir)) as fleet:
-        print(f"\n== uploads: {args.clients} clients x {args.uploads} images, batches of 1-64, ~10 % duplicates")
-        for label, endpoint in (("2 replicas (nginx)", fleet.endpoint), ("1 replica", fleet.replica(1))):
-            with fleet.client() as client:
-                project_id = client.post("/projects", params={"name": f"bench-upload-{label[0]}-{time.time():.0f}"}).json()["id"]
-            load = upload_load(endpoint, fleet.training_key, project_id, clients=args.clients, uploads=args.uploads, seed=len(label))
-            problems = check_exactly_once(load, stored_hashes(fleet.endpoint, fleet.training_key, project_id))
-            print(f"{label:20s} {load.images_per_second:7.1f} images/s  ({load.images_sent} in {load.seconds:.1f} s; "
-                  f"answers {dict(load.statuses)}; images {dict(load.image_statuses)}; "
-                  f"{len(load.sent_hashes)} distinct, {'each stored once' if not problems else 'PROBLEMS: ' + '; '.join(problems)})")
+        parts = set(args.parts.split(","))
+        if "uploads" in parts:
+            upload_figures(fleet, args)
+        if "predictions" in parts:
+            prediction_figures(fleet, args)
+        if "training" in parts:
+            training_figures(fleet, args)
 
-        print(f"\n== predictions: {args.clients} clients, {args.predictions} predictions per setup")
-        project_id = make_classifier_project(fleet, f"bench-predict-{time.time():.0f}", seed=1)
-        train_all(fleet, [project_id])
+
+def upload_figures(fleet: Fleet, args: argparse.Namespace) -> None:
+    print(f"\n== uploads: {args.clients} clients x {args.uploads} images, batches of 1-64, ~10 % duplicates")
+    for label, endpoint in (("2 replicas (nginx)", fleet.endpoint), ("1 replica", fleet.replica(1))):
         with fleet.client() as client:
-            iteration = client.get(f"/projects/{project_id}/iterations").json()[0]["id"]
-            client.post(f"/projects/{project_id}/iterations/{iteration}/publish",
-                        params={"publishName": "bench", "predictionId": fleet.prediction_resource_id}).raise_for_status()
-        prediction_load(fleet, fleet.endpoint, project_id, "bench", clients=args.clients, count=200)  # warm both replicas
-        before = {name: rss_kib(fleet.pid(name) or 0) for name in ("api1", "api2")}
-        results = {}
-        for label, endpoint in (("1 replica", fleet.replica(1)), ("2 replicas (nginx)", fleet.endpoint)):
-            rate, latencies, statuses = prediction_load(fleet, endpoint, project_id, "bench", clients=args.clients,
-                                                        count=args.predictions)
-            results[label] = rate
-            print(f"{label:20s} {rate:7.1f} predictions/s  p50 {1000 * percentile(latencies, 0.5):6.1f} ms  "
-                  f"p99 {1000 * percentile(latencies, 0.99):6.1f} ms  answers {dict(statuses)}")
-        print(f"ratio 2 replicas / 1 replica: {results['2 replicas (nginx)'] / results['1 replica']:.2f}x")
-        for name in ("api1", "api2"):
-            after = rss_kib(fleet.pid(name) or 0)
-            print(f"RSS {name}: {before[name] / 1024:.0f} MiB before, {after / 1024:.0f} MiB after "
-                  f"({100 * (after - before[name]) / before[name]:+.1f} %)")
+            project_id = client.post("/projects", params={"name": f"bench-upload-{label[0]}-{time.time():.0f}"}).json()["id"]
+        load = upload_load(endpoint, fleet.training_key, project_id, clients=args.clients, uploads=args.uploads, seed=len(label))
+        problems = check_exactly_once(load, stored_hashes(fleet.endpoint, fleet.training_key, project_id))
+        print(f"{label:20s} {load.images_per_second:7.1f} images/s  ({load.images_sent} in {load.seconds:.1f} s; "
+              f"answers {dict(load.statuses)}; images {dict(load.image_statuses)}; "
+              f"{len(load.sent_hashes)} distinct, {'each stored once' if not problems else 'PROBLEMS: ' + '; '.join(problems)})")
 
-        print(f"\n== training: {args.training_projects} projects at once")
-        timings = {}
-        for label in ("2 workers", "1 worker"):
-            projects = [make_classifier_project(fleet, f"bench-train-{label[0]}-{i}-{time.time():.0f}", seed=100 + 10 * len(label) + i,
-                                                per_tag=15) for i in range(args.training_projects)]
+
+def prediction_figures(fleet: Fleet, args: argparse.Namespace) -> None:
+    print(f"\n== predictions: {args.clients} clients, {args.predictions} predictions per setup")
+    project_id = make_classifier_project(fleet, f"bench-predict-{time.time():.0f}", seed=1)
+    train_all(fleet, [project_id])
+    with fleet.client() as client:
+        iteration = client.get(f"/projects/{project_id}/iterations").json()[0]["id"]
+        client.post(f"/projects/{project_id}/iterations/{iteration}/publish",
+                    params={"publishName": "bench", "predictionId": fleet.prediction_resource_id}).raise_for_status()
+    # Warm both replicas at full concurrency (threads, allocator arenas, the model), then read RSS.
+    prediction_load(fleet, fleet.endpoint, project_id, "bench", clients=args.clients, count=args.warm_up)
+    before = {name: rss_kib(fleet.pid(name) or 0) for name in ("api1", "api2")}
+    middle = {}
+    results = {}
+    for label, endpoint in (("1 replica", fleet.replica(1)), ("2 replicas (nginx)", fleet.endpoint)):
+        rate, latencies, statuses = prediction_load(fleet, endpoint, project_id, "bench", clients=args.clients,
+                                                    count=args.predictions)
+        results[label] = rate
+        middle[label] = {name: rss_kib(fleet.pid(name) or 0) for name in ("api1", "api2")}
+        print(f"{label:20s} {rate:7.1f} predictions/s  p50 {1000 * percentile(latencies, 0.5):6.1f} ms  "
+              f"p99 {1000 * percentile(latencies, 0.99):6.1f} ms  answers {dict(statuses)}")
+    print(f"ratio 2 replicas / 1 replica: {results['2 replicas (nginx)'] / results['1 replica']:.2f}x")
+    for name in ("api1", "api2"):
+        after = middle["2 replicas (nginx)"][name]
+        print(f"RSS {name}: {before[name] / 1024:.0f} MiB after the warm-up, {middle['1 replica'][name] / 1024:.0f} MiB "
+              f"after the 1-replica run, {after / 1024:.0f} MiB at the end ({100 * (after - before[name]) / before[name]:+.1f} %)")
+
+
+def training_figures(fleet: Fleet, args: argparse.Namespace) -> None:
+    print(f"\n== training: {args.training_projects} projects at once")
+    timings = {}
+    for label in ("2 workers", "1 worker"):
+        projects = [make_classifier_project(fleet, f"bench-train-{label[0]}-{i}-{time.time():.0f}", seed=100 + 10 * len(label) + i,
+                                            per_tag=15) for i in range(args.training_projects)]
+        if label == "1 worker":
+            fleet.part("stop", "worker2")
+        try:
+            timings[label] = train_all(fleet, projects)
+        finally:
             if label == "1 worker":
-                fleet.part("stop", "worker2")
-            try:
-                timings[label] = train_all(fleet, projects)
-            finally:
-                if label == "1 worker":
-                    fleet.part("start", "worker2")
-            print(f"{label:20s} {timings[label]:7.1f} s until all {args.training_projects} are Completed")
-        print(f"ratio 1 worker / 2 workers: {timings['1 worker'] / timings['2 workers']:.2f}x")
+                fleet.part("start", "worker2")
+        print(f"{label:20s} {timings[label]:7.1f} s until all {args.training_projects} are Completed")
+    print(f"ratio 1 worker / 2 workers: {timings['1 worker'] / timings['2 workers']:.2f}x")
 
 
 @contextmanager
