@@ -8,54 +8,45 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from fastapi import FastAPI
-from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
-from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.exc import TimeoutError as SqlAlchemyTimeout
 from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from opencustomvision.api import blobs, health
-from opencustomvision.api.body import RequestBodyMiddleware
+from opencustomvision.api.body import RequestBodyMiddleware, body_limits
 from opencustomvision.api.deps import Services
-from opencustomvision.api.errors import (
-    UnexpectedErrorMiddleware,
-    blob_store_unavailable_handler,
-    database_unavailable_handler,
-    decode_busy_handler,
-    domain_error_handler,
-    http_error_handler,
-    queue_unavailable_handler,
-    validation_error_handler,
-)
+from opencustomvision.api.errors import UnexpectedErrorMiddleware, install_error_handlers
 from opencustomvision.api.routing import VersionedApiMiddleware
 from opencustomvision.api import prediction
+from opencustomvision.api.scenario import PREFIX as SCENARIO_PREFIX, create_scenario_app
 from opencustomvision.api.training import (
     domains,
+    exports,
     images,
     iterations,
     predictions,
     projects,
     suggestions,
     tags,
-    unavailable,
 )
+from opencustomvision.captioning import BackgroundCaptioner, Labeler
 from opencustomvision.config import Settings
-from opencustomvision.domain.errors import DomainError
-from opencustomvision.imaging.budget import DecodeBudget, DecodeBusy, set_decode_budget
+from opencustomvision.imaging.budget import DecodeBudget, set_decode_budget
 from opencustomvision.imaging.fetch import FetchPolicy
 from opencustomvision.embeddings import EmbeddingCache
 from opencustomvision.inference import Predictor, StoredImageScorer
 from opencustomvision.jobs.notify import TrainingNotifier
+from opencustomvision.domain.exports import EXPORT_JOB
 from opencustomvision.domain.jobs import TRAINING_JOB
 from opencustomvision.jobs.maintenance import Maintenance
-from opencustomvision.jobs.queue import JobQueue, QueueUnavailable, new_worker_id
+from opencustomvision.jobs.queue import JobQueue, new_worker_id
 from opencustomvision.jobs.runner import JobHandler, JobRunner
+from opencustomvision.jobs.exports import ExportJob
 from opencustomvision.jobs.training import TrainingJob
 from opencustomvision.jobs.worker import InProcessWorker
 from opencustomvision.ml.registry import BackboneRegistry
-from opencustomvision.storage.blobs import BlobStore, BlobStoreUnavailable, open_blob_store
+from opencustomvision.portal import PREFIX as PORTAL_PREFIX, Portal
+from opencustomvision.storage.blobs import BlobStore, open_blob_store
 from opencustomvision.storage.db import create_db_engine, migrate, session_factory
 from opencustomvision.storage.models import ServiceSecret
 from opencustomvision.storage.signing import BlobLinkSigner
@@ -102,6 +93,7 @@ def build_core(settings: Settings) -> Core:
     handlers: dict[str, JobHandler] = {
         TRAINING_JOB: TrainingJob(sessions, blobs, backbones, embeddings, TrainingNotifier(settings.smtp),
                                   advanced_max_seconds=settings.advanced_training_max_seconds),
+        EXPORT_JOB: ExportJob(sessions, blobs, backbones),
     }
     return Core(engine, sessions, blobs, backbones, embeddings, handlers)
 
@@ -112,6 +104,7 @@ def build_services(settings: Settings) -> Services:
     with core.sessions() as session:
         secret = shared_secret(session, BLOB_LINK_SECRET)
     predictor = Predictor(core.blobs, core.backbones)
+    scorer = StoredImageScorer(predictor, core.embeddings, core.blobs)
     queue: JobQueue
     if settings.queue_url:
         from opencustomvision.jobs.rq_queue import RqJobQueue  # rq only where Redis is used
@@ -128,8 +121,9 @@ def build_services(settings: Settings) -> Services:
         signer=BlobLinkSigner(bytes.fromhex(secret), settings.signed_url_ttl_seconds),
         fetch_policy=FetchPolicy(allowed_hosts=settings.url_allowlist),
         predictor=predictor,
-        scorer=StoredImageScorer(predictor, core.embeddings, core.blobs),
+        scorer=scorer,
         jobs=queue,
+        captioner=BackgroundCaptioner(core.sessions, Labeler(core.backbones, core.embeddings, scorer)),
     )
 
 
@@ -139,29 +133,28 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         services.jobs.start()
+        services.captioner.start()
         yield
+        services.captioner.stop()
         services.jobs.stop()
 
     app = FastAPI(title="OpenCustomVision", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.services = services
-    for router in (domains.router, projects.router, tags.router, images.router, iterations.router, predictions.router, suggestions.router, unavailable.router):
+    for router in (domains.router, exports.router, projects.router, tags.router, images.router, iterations.router, predictions.router, suggestions.router):
         app.include_router(router, prefix="/training")
     app.include_router(prediction.router, prefix="/prediction")
     app.include_router(blobs.router)
     app.include_router(health.router)
-    app.add_exception_handler(DomainError, domain_error_handler)
-    app.add_exception_handler(RequestValidationError, validation_error_handler)
-    app.add_exception_handler(ValidationError, validation_error_handler)
-    app.add_exception_handler(StarletteHTTPException, http_error_handler)
-    app.add_exception_handler(DecodeBusy, decode_busy_handler)
-    # A database that is restarting, unreachable, or whose connections are all taken: retry, not a bug.
-    app.add_exception_handler(OperationalError, database_unavailable_handler)
-    app.add_exception_handler(SqlAlchemyTimeout, database_unavailable_handler)
-    app.add_exception_handler(BlobStoreUnavailable, blob_store_unavailable_handler)
-    app.add_exception_handler(QueueUnavailable, queue_unavailable_handler)
+    app.mount(SCENARIO_PREFIX, create_scenario_app(services))
+    # After the API, so its paths never reach the portal; the portal calls that API like any other client.
+    portal = Portal()
+    app.add_route("/", portal.index, methods=["GET", "HEAD"], include_in_schema=False)
+    app.mount(PORTAL_PREFIX, portal.files)
+    install_error_handlers(app)
     app.add_middleware(VersionedApiMiddleware)
-    app.add_middleware(RequestBodyMiddleware, max_bytes=settings.max_request_bytes,
-                       idle_timeout=settings.body_idle_timeout_seconds, min_bytes_per_second=settings.body_min_bytes_per_second)
+    # Scenario's room (/v1) reads its own bodies and answers its own errors, in its own error body.
+    rooms = (SCENARIO_PREFIX,)
+    app.add_middleware(RequestBodyMiddleware, **body_limits(settings), skip=rooms)
     # Outermost, so the body reader answers its own refusals before anything counts them as bugs.
-    app.add_middleware(UnexpectedErrorMiddleware)
+    app.add_middleware(UnexpectedErrorMiddleware, skip=rooms)
     return app
