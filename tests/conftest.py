@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import socket
+import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import json
@@ -30,6 +32,10 @@ from azure.cognitiveservices.vision.customvision.training.models import (
 )
 from msrest.authentication import ApiKeyCredentials
 
+from bench.scale import CLUSTER as CLUSTER_SCRIPT
+from bench.scale import Fleet as ClusterHandle
+from bench.scale import attach as attach_cluster
+from bench.scale import name_values
 from opencustomvision.api.deps import Services
 from opencustomvision.app import build_services, create_app
 from opencustomvision.cli import prepare_default_resource
@@ -157,6 +163,66 @@ def unique_name() -> str:
     return f"test-{uuid.uuid4().hex[:10]}"
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# The fleet (scripts/cluster.sh): PostgreSQL, Redis, SeaweedFS, API replicas behind nginx, RQ workers.
+
+
+@dataclass
+class Fleet(ClusterHandle):
+    """The parts of one ``scripts/cluster.sh up`` (a hand on each: stop, start, kill) and their settings."""
+
+    env: dict[str, str] = field(default_factory=dict)  # what the fleet's processes run with (OCV_*, AWS_*)
+
+    def redis_url(self, db: int = 0) -> str:
+        return self.env["OCV_QUEUE_URL"].rsplit("/", 1)[0] + f"/{db}"
+
+    @contextmanager
+    def aws_env(self) -> Iterator[None]:
+        """This process sees the fleet's S3 endpoint and credentials (as the fleet's processes do)."""
+        saved = {name: os.environ.get(name) for name in self.env if name.startswith("AWS_")}
+        os.environ.update({name: value for name, value in self.env.items() if name.startswith("AWS_")})
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
+@pytest.fixture(scope="session")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    """The whole fleet, once per test run, in the PostgreSQL pass only (it brings a PostgreSQL of its own, which the
+    fault tests restart; CI's server stays untouched). Its parts are Debian's; CI installs them (.ci/run)."""
+    if not os.environ.get("OCV_TEST_DATABASE_URL"):
+        pytest.skip("fleet tests run in the PostgreSQL pass (OCV_TEST_DATABASE_URL set), once per CI run")
+    missing = [name for name in ("redis-server", "nginx") if shutil.which(name) is None]
+    missing += [] if Path("/usr/lib/postgresql").is_dir() else ["postgresql"]
+    if missing:
+        message = f"the fleet needs Debian's {', '.join(missing)} (apt-get install redis-server nginx postgresql)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    # OCV_TEST_FLEET_DIR: a cluster already up (scripts/cluster.sh up), reused and left running: for working on
+    # these tests without paying for a start each run.
+    existing = os.environ.get("OCV_TEST_FLEET_DIR")
+    state = Path(existing) if existing else tmp_path_factory.mktemp("cluster")
+    environment = dict(os.environ, OCV_CLUSTER_DIR=str(state))
+    if not existing:
+        up = subprocess.run([str(CLUSTER_SCRIPT), "up"], env=environment, capture_output=True, text=True, timeout=300)
+        if up.returncode != 0:
+            pytest.fail(f"scripts/cluster.sh up failed:\n{up.stderr[-3000:]}")
+    handle = attach_cluster(state)
+    settings = name_values(subprocess.run([str(CLUSTER_SCRIPT), "env"], env=environment, capture_output=True, text=True,
+                                          check=True).stdout)
+    try:
+        yield Fleet(**vars(handle), env=settings)
+    finally:
+        if not existing:
+            subprocess.run([str(CLUSTER_SCRIPT), "down"], env=environment, capture_output=True, timeout=300)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """On the PostgreSQL pass (OCV_TEST_DATABASE_URL), tests marked db_independent are skipped: the SQLite pass
     ran them, and a second run would only double CI's time."""
@@ -166,6 +232,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("db_independent"):
             item.add_marker(skip)
+
+
 def trained(trainer: CustomVisionTrainingClient, project_id: str):  # type: ignore[no-untyped-def]
     """TrainProject, then GetIteration until the worker is done; the iteration must be Completed."""
     iteration = trainer.train_project(project_id)

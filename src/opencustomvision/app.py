@@ -5,10 +5,12 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from fastapi import FastAPI
+from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from opencustomvision.api import blobs, health
 from opencustomvision.api.body import RequestBodyMiddleware, body_limits
@@ -37,14 +39,14 @@ from opencustomvision.jobs.notify import TrainingNotifier
 from opencustomvision.domain.exports import EXPORT_JOB
 from opencustomvision.domain.jobs import TRAINING_JOB
 from opencustomvision.jobs.maintenance import Maintenance
-from opencustomvision.jobs.queue import new_worker_id
+from opencustomvision.jobs.queue import JobQueue, new_worker_id
 from opencustomvision.jobs.runner import JobHandler, JobRunner
 from opencustomvision.jobs.exports import ExportJob
 from opencustomvision.jobs.training import TrainingJob
 from opencustomvision.jobs.worker import InProcessWorker
 from opencustomvision.ml.registry import BackboneRegistry
 from opencustomvision.portal import PREFIX as PORTAL_PREFIX, Portal
-from opencustomvision.storage.blobs import LocalBlobStore
+from opencustomvision.storage.blobs import BlobStore, open_blob_store
 from opencustomvision.storage.db import create_db_engine, migrate, session_factory
 from opencustomvision.storage.models import ServiceSecret
 from opencustomvision.storage.signing import BlobLinkSigner
@@ -65,37 +67,63 @@ def shared_secret(session: Session, name: str) -> str:
     return session.get(ServiceSecret, name).value  # type: ignore[union-attr]
 
 
-def build_services(settings: Settings) -> Services:
+@dataclass(frozen=True)
+class Core:
+    """What both an API replica and an ``ocv worker`` are built on."""
+
+    engine: Engine
+    sessions: sessionmaker[Session]
+    blobs: BlobStore
+    backbones: BackboneRegistry
+    embeddings: EmbeddingCache
+    handlers: dict[str, JobHandler]
+
+    def maintenance(self, settings: Settings) -> Maintenance:
+        return Maintenance(self.sessions, self.blobs, grace_seconds=settings.orphan_blob_grace_seconds)
+
+
+def build_core(settings: Settings) -> Core:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    set_decode_budget(DecodeBudget(settings.decode_budget_pixels, settings.decode_wait_seconds))
     engine = create_db_engine(settings.database_url)
     migrate(engine)
     sessions = session_factory(engine)
-    with sessions() as session:
-        secret = shared_secret(session, BLOB_LINK_SECRET)
-    blobs = LocalBlobStore(settings.blob_dir)
+    blobs = open_blob_store(settings.blob_url, settings.blob_dir)
     backbones = BackboneRegistry(settings.data_dir / "models")
     embeddings = EmbeddingCache(blobs)
-    predictor = Predictor(blobs, backbones)
     handlers: dict[str, JobHandler] = {
         TRAINING_JOB: TrainingJob(sessions, blobs, backbones, embeddings, TrainingNotifier(settings.smtp),
                                   advanced_max_seconds=settings.advanced_training_max_seconds),
         EXPORT_JOB: ExportJob(sessions, blobs, backbones),
     }
-    runner = JobRunner(sessions, handlers, worker_id=new_worker_id("in-process"))
-    scorer = StoredImageScorer(predictor, embeddings, blobs)
+    return Core(engine, sessions, blobs, backbones, embeddings, handlers)
+
+
+def build_services(settings: Settings) -> Services:
+    set_decode_budget(DecodeBudget(settings.decode_budget_pixels, settings.decode_wait_seconds))
+    core = build_core(settings)
+    with core.sessions() as session:
+        secret = shared_secret(session, BLOB_LINK_SECRET)
+    predictor = Predictor(core.blobs, core.backbones)
+    scorer = StoredImageScorer(predictor, core.embeddings, core.blobs)
+    queue: JobQueue
+    if settings.queue_url:
+        from opencustomvision.jobs.rq_queue import RqJobQueue  # rq only where Redis is used
+
+        queue = RqJobQueue(settings.queue_url)  # `ocv worker` processes run the jobs
+    else:
+        runner = JobRunner(core.sessions, core.handlers, worker_id=new_worker_id("in-process"))
+        queue = InProcessWorker(core.sessions, runner, maintenance=core.maintenance(settings))
     return Services(
         settings=settings,
-        engine=engine,
-        sessions=sessions,
-        blobs=blobs,
+        engine=core.engine,
+        sessions=core.sessions,
+        blobs=core.blobs,
         signer=BlobLinkSigner(bytes.fromhex(secret), settings.signed_url_ttl_seconds),
         fetch_policy=FetchPolicy(allowed_hosts=settings.url_allowlist),
         predictor=predictor,
         scorer=scorer,
-        jobs=InProcessWorker(sessions, runner, maintenance=Maintenance(
-            sessions, blobs, grace_seconds=settings.orphan_blob_grace_seconds)),
-        captioner=BackgroundCaptioner(sessions, Labeler(backbones, embeddings, scorer)),
+        jobs=queue,
+        captioner=BackgroundCaptioner(core.sessions, Labeler(core.backbones, core.embeddings, scorer)),
     )
 
 

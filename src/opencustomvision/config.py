@@ -52,6 +52,10 @@ class Settings:
     decode_wait_seconds: float = 30.0
     # Blobs no row points at are removed once this old (an upload under way in another process is younger).
     orphan_blob_grace_seconds: float = 3600.0
+    # Scale-out (docs/scale-out.md): blobs in an S3-compatible bucket instead of <data dir>/blobs, and jobs run by
+    # `ocv worker` processes through RQ on Redis instead of the in-process worker.
+    blob_url: str | None = None
+    queue_url: str | None = None
 
     @classmethod
     def from_env(cls, data_dir: str | Path | None = None) -> "Settings":
@@ -75,6 +79,8 @@ class Settings:
             decode_budget_pixels=int(float(os.environ.get("OCV_DECODE_BUDGET_MEGAPIXELS", "200")) * 1_000_000),
             decode_wait_seconds=float(os.environ.get("OCV_DECODE_WAIT_SECONDS", "30")),
             orphan_blob_grace_seconds=float(os.environ.get("OCV_ORPHAN_BLOB_GRACE_SECONDS", "3600")),
+            blob_url=os.environ.get("OCV_BLOB_URL") or None,
+            queue_url=os.environ.get("OCV_QUEUE_URL") or None,
         )
 
     @property

@@ -23,6 +23,8 @@ from opencustomvision.api.negotiation import render
 from opencustomvision.api.schemas import CustomVisionError
 from opencustomvision.domain.errors import DomainError
 from opencustomvision.imaging.budget import DecodeBusy
+from opencustomvision.jobs.queue import QueueUnavailable
+from opencustomvision.storage.blobs import BlobStoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +94,17 @@ def _database_unavailable(request: Request, error: Exception) -> ApiError:
     return ApiError(503, "ErrorUnknown", "The database is unavailable right now; retry shortly.", _RETRY)
 
 
+def _blob_store_unavailable(request: Request, error: Exception) -> ApiError:
+    logger.warning("blob store unavailable on %s %s: %s", request.method, request.url.path, error)
+    return ApiError(503, "ErrorStorage", "The image store is unavailable right now; retry shortly.", _RETRY)
+
+
+def _queue_unavailable(request: Request, error: Exception) -> ApiError:
+    logger.warning("job queue unavailable on %s %s: %s", request.method, request.url.path, error)
+    return ApiError(503, "ErrorProjectTrainingRequestFailed",
+                    "The training queue is unavailable right now; nothing was queued; retry shortly.", _RETRY)
+
+
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 
@@ -143,6 +156,8 @@ _MEANINGS: tuple[tuple[type[Exception], Callable[[Request, Exception], ApiError]
     # A database that is restarting, unreachable, or whose connections are all taken: retry, not a bug.
     (OperationalError, _database_unavailable),
     (SqlAlchemyTimeout, _database_unavailable),
+    (BlobStoreUnavailable, _blob_store_unavailable),
+    (QueueUnavailable, _queue_unavailable),
 )
 
 

@@ -21,7 +21,7 @@ from opencustomvision.domain.metadata_filter import And, Comparison, Expr, Metad
 from opencustomvision.domain.projects import project_blob_prefix
 from opencustomvision.imaging.decode import ImageFormatError, ImageLimits, ImageSizeError, PreparedImage, prepare_image
 from opencustomvision.imaging.fetch import FetchError, FetchPolicy, fetch_bytes
-from opencustomvision.storage.atomic import put_all
+from opencustomvision.storage.atomic import discard, put_all
 from opencustomvision.storage.blobs import BlobStore
 from opencustomvision.storage.models import Base, Image, ImageMetadata, ImageTag, IterationImage, Project, Region, Tag, utcnow
 
@@ -324,8 +324,7 @@ def _store_image(
         session.commit()
     except SQLAlchemyError as error:
         session.rollback()
-        for key in keys:
-            blobs.delete(key)
+        discard(blobs, keys)
         if isinstance(error, IntegrityError):
             # The same bytes were stored by a concurrent upload between our check and our insert.
             winner = _stored_with_hash(session, project, prepared.sha256)
@@ -416,8 +415,7 @@ def delete_images(session: Session, blobs: BlobStore, project: Project, image_id
         session.execute(delete(Image).where(Image.id.in_([image.id for image in doomed])))
         project.last_modified = utcnow()
     session.commit()
-    for key in keys:
-        blobs.delete(key)
+    discard(blobs, keys)
 
 
 def add_image_tags(session: Session, project: Project, pairs: Sequence[tuple[str, str]]) -> ImageTagOutcome:

@@ -20,7 +20,7 @@ from opencustomvision.domain.naming import require_storable_text
 from opencustomvision.domain.paging import page
 from opencustomvision.domain.projects import project_blob_prefix
 from opencustomvision.imaging.decode import ImageFormatError, ImageLimits, ImageSizeError, prepare_image
-from opencustomvision.storage.atomic import commit_or_discard, put_all
+from opencustomvision.storage.atomic import commit_or_discard, discard, put_all
 from opencustomvision.storage.blobs import BlobStore
 from opencustomvision.storage.models import Iteration, Project, StoredPrediction, utcnow
 
@@ -193,9 +193,8 @@ def delete_predictions(session: Session, blobs: BlobStore, project: Project, ids
     for prediction in doomed:
         session.delete(prediction)
     session.commit()
-    for prediction in doomed:
-        for key in (prediction.original_key, prediction.resized_key, prediction.thumbnail_key):
-            blobs.delete(key)
+    discard(blobs, (key for prediction in doomed
+                    for key in (prediction.original_key, prediction.resized_key, prediction.thumbnail_key)))
 
 
 def create_images_from_predictions(

@@ -12,6 +12,7 @@ from opencustomvision.domain import limits
 from opencustomvision.domain.catalog import CLASSIFICATION, DEFAULT_DOMAIN_ID, Domain, find_domain
 from opencustomvision.domain.errors import DomainError, not_found
 from opencustomvision.domain.naming import bounded_description, unique_name
+from opencustomvision.storage.atomic import discard_prefix
 from opencustomvision.storage.blobs import BlobStore
 from opencustomvision.storage.models import Image, Project, utcnow
 
@@ -154,4 +155,4 @@ def delete_project(session: Session, blobs: BlobStore, project: Project) -> None
     session.delete(project)
     session.commit()
     # Rows go first: a crash in between leaves unreachable blobs, never rows pointing at missing files.
-    blobs.delete_prefix(project_blob_prefix(project.id))
+    discard_prefix(blobs, project_blob_prefix(project.id))

@@ -1,6 +1,7 @@
 """The job queue interface the service hands queued jobs to, and the worker identities it runs them under.
 
-The embedded default is the in-process worker (jobs/worker.py). Whatever the queue, a job's state lives in the
+The embedded default is the in-process worker (jobs/worker.py); ``OCV_QUEUE_URL=redis://…`` selects RQ on Redis
+(jobs/rq_queue.py), whose jobs ``ocv worker`` processes run. Whatever the queue, a job's state lives in the
 database and it is claimed there, so a job handed over twice (or found by polling) still runs once.
 """
 
@@ -12,9 +13,17 @@ import uuid
 from typing import Protocol
 
 
+class QueueUnavailable(Exception):
+    """The queue cannot take jobs now (Redis away): the request answers 503, nothing is queued."""
+
+
 class JobQueue(Protocol):
+    def check(self) -> None:
+        """Raise QueueUnavailable if a job queued now could not be handed on (called before queueing one)."""
+
     def submit(self, job_id: str) -> None:
-        """Called after the job's row was committed."""
+        """Called after the job's row was committed. May raise QueueUnavailable: the job stays queued in the
+        database, and the workers' housekeeping hands it on when the queue is back."""
 
     def start(self) -> None: ...
 

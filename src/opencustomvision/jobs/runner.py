@@ -13,13 +13,21 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Protocol
 
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from opencustomvision.domain import jobs
 from opencustomvision.jobs.queue import is_gone
+from opencustomvision.storage.blobs import BlobStoreUnavailable
 from opencustomvision.storage.models import Job
 
 logger = logging.getLogger(__name__)
+
+# A part the job needs is away for a while (the database restarting, the object store down): the job is not at
+# fault, so it is neither failed nor finished. Its heartbeat stops, and once stale the job is queued again
+# (reclaim_abandoned), which spaces the retries and bounds them by MAX_ATTEMPTS.
+TRANSIENT_ERRORS = (OperationalError, PoolTimeout, BlobStoreUnavailable)
 
 
 class JobCanceled(Exception):
@@ -105,6 +113,9 @@ class JobRunner:
             logger.warning("job %s (%s %s) was taken over by another worker; this run stops", job_id, context.kind, context.subject_id)
         except JobCanceled:
             self._finish(context, jobs.CANCELED, "canceled")
+        except TRANSIENT_ERRORS as error:
+            logger.warning("job %s (%s %s) paused, a part it needs is away (%s): it is taken up again once its "
+                           "heartbeat is %.0f s old", job_id, context.kind, context.subject_id, error, self.stale_after.total_seconds())
         except Exception as error:  # the handler's failure is the job's, not the worker's
             logger.exception("job %s (%s %s) failed", job_id, context.kind, context.subject_id)
             self._finish(context, jobs.FAILED, f"{type(error).__name__}: {error}")

@@ -25,7 +25,7 @@ from opencustomvision.domain.iterations import CANCELED_REASON, COMPLETED, FAILE
 from opencustomvision.embeddings import EmbeddingCache
 from opencustomvision.imaging.decode import ImageRejected
 from opencustomvision.jobs.notify import TrainingNotifier
-from opencustomvision.jobs.runner import JobCanceled, JobContext, JobLost
+from opencustomvision.jobs.runner import TRANSIENT_ERRORS, JobCanceled, JobContext, JobLost
 from opencustomvision.jobs.workdirs import job_workdir
 from opencustomvision.ml import finetune
 from opencustomvision.ml.child import ChildStopped
@@ -127,8 +127,8 @@ class TrainingJob:
         iteration_id = context.subject_id
         try:
             self._train(context, started)
-        except JobLost:
-            raise
+        except (JobLost, *TRANSIENT_ERRORS):
+            raise  # another worker has it, or it is taken up again once the database or the store is back
         except (JobCanceled, ChildStopped):
             context.stop_if_asked()  # JobLost if the job moved to another worker: then that one goes on
             self._fail(iteration_id, CANCELED_REASON, context)

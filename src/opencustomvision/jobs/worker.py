@@ -14,7 +14,7 @@ import time
 from sqlalchemy.orm import Session, sessionmaker
 
 from opencustomvision.domain import jobs
-from opencustomvision.jobs.maintenance import Maintenance
+from opencustomvision.jobs.maintenance import Maintenance, housekeeping
 from opencustomvision.jobs.runner import JobRunner
 from opencustomvision.jobs.workdirs import sweep_stale_workdirs
 
@@ -57,6 +57,9 @@ class InProcessWorker:
         except Exception:
             logger.warning("could not remove worker %s from the database", self.worker_id, exc_info=True)
 
+    def check(self) -> None:
+        """Always ready: jobs wait in the database for this process's thread."""
+
     def submit(self, job_id: str) -> None:
         """A job was queued (and committed): start it now rather than at the next poll."""
         self._wake.set()
@@ -66,11 +69,7 @@ class InProcessWorker:
 
     def _turn(self) -> bool:
         """One turn: sign of life, reclaim jobs of dead workers, housekeeping, run what is queued. True if it ran a job."""
-        with self._sessions() as session:
-            jobs.record_worker_beat(session, self.worker_id)
-        self._runner.reclaim_abandoned()
-        if self._maintenance is not None:
-            self._maintenance.run_if_due()
+        housekeeping(self._sessions, self._runner, self._maintenance)
         with self._sessions() as session:
             queued = jobs.queued_job_ids(session, limit=1)
         ran = False

@@ -2,11 +2,32 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 
 from sqlalchemy.orm import Session
 
-from opencustomvision.storage.blobs import BlobStore
+from opencustomvision.storage.blobs import BlobStore, BlobStoreUnavailable
+
+logger = logging.getLogger(__name__)
+
+
+def discard(blobs: BlobStore, keys: Iterable[str]) -> None:
+    """Remove blobs no row points at any more, as far as the store lets us now: what a store that is away keeps
+    is left to the orphan-blob sweep (storage/sweep.py), so a cleanup never turns into the caller's error."""
+    for key in keys:
+        try:
+            blobs.delete(key)
+        except (BlobStoreUnavailable, OSError) as error:
+            logger.warning("blob %s left for the orphan sweep: %s", key, error)
+
+
+def discard_prefix(blobs: BlobStore, prefix: str) -> None:
+    """``discard`` for every blob under ``prefix``."""
+    try:
+        blobs.delete_prefix(prefix)
+    except (BlobStoreUnavailable, OSError) as error:
+        logger.warning("blobs under %s left for the orphan sweep: %s", prefix, error)
 
 
 def put_all(blobs: BlobStore, items: Iterable[tuple[str, bytes]]) -> list[str]:
@@ -17,8 +38,7 @@ def put_all(blobs: BlobStore, items: Iterable[tuple[str, bytes]]) -> list[str]:
             blobs.put(key, data)
             written.append(key)
     except BaseException:
-        for key in written:
-            blobs.delete(key)
+        discard(blobs, written)
         raise
     return written
 
@@ -29,6 +49,5 @@ def commit_or_discard(session: Session, blobs: BlobStore, keys: Sequence[str]) -
         session.commit()
     except BaseException:
         session.rollback()
-        for key in keys:
-            blobs.delete(key)
+        discard(blobs, keys)
         raise

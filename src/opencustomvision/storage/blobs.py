@@ -1,4 +1,5 @@
-"""Blob storage behind one small interface; a local folder now, an S3-compatible bucket can follow."""
+"""Blob storage behind one small interface: a local folder (the embedded default) or an S3-compatible bucket
+(storage/s3.py, ``OCV_BLOB_URL=s3://bucket/prefix``)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,11 @@ _SAFE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*
 
 class BlobNotFound(KeyError):
     pass
+
+
+class BlobStoreUnavailable(Exception):
+    """The store did not answer (down, unreachable, refusing our credentials): retry later, not a bug. Requests
+    answer 503; a job meeting it is taken up again later rather than failed."""
 
 
 @dataclass(frozen=True)
@@ -118,3 +124,15 @@ class LocalBlobStore:
             except FileNotFoundError:  # renamed into place or removed meanwhile
                 continue
         return removed
+
+
+def open_blob_store(url: str | None, local_root: Path) -> BlobStore:
+    """``s3://bucket/prefix`` -> an S3-compatible bucket (endpoint and credentials from ``AWS_*``); none -> the
+    local folder."""
+    if not url:
+        return LocalBlobStore(local_root)
+    from opencustomvision.storage.s3 import S3BlobStore  # boto3 only where S3 is used
+
+    store = S3BlobStore.from_url(url)
+    store.ensure_bucket()
+    return store

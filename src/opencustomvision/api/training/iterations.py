@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import math
 import uuid
 from typing import Annotated
@@ -16,8 +17,11 @@ from opencustomvision.api.presenters import present_box, present_image
 from opencustomvision.domain import exports, iterations, limits
 from opencustomvision.domain.performance import image_performances, iteration_performance
 from opencustomvision.domain.projects import get_project
+from opencustomvision.jobs.queue import QueueUnavailable
+from opencustomvision.storage.atomic import discard, discard_prefix
 from opencustomvision.storage import models
 
+logger = logging.getLogger(__name__)
 router = APIRouter()
 
 
@@ -65,8 +69,12 @@ async def train_project(
         advanced_enabled = services.settings.advanced_training_max_seconds > 0
         return iterations.start_training(session, project, training, advanced_enabled=advanced_enabled)
 
+    await run_in_threadpool(services.jobs.check)  # a queue that is away answers 503 before anything is written
     queued = await run_in_threadpool(start)
-    services.jobs.submit(queued.job_id)
+    try:
+        await run_in_threadpool(services.jobs.submit, queued.job_id)
+    except QueueUnavailable as error:  # the job is queued in the database: the workers' housekeeping hands it on
+        logger.warning("job %s queued, but not yet handed to the queue: %s", queued.job_id, error)
     return render(request, present_iteration(queued.iteration))
 
 
@@ -106,8 +114,8 @@ def delete_iteration(project_id: uuid.UUID, iteration_id: uuid.UUID, session: Se
     packages = exports.exports_blob_prefix(iteration)
     model_key = iterations.delete_iteration(session, iteration)
     if model_key is not None:
-        services.blobs.delete(model_key)
-    services.blobs.delete_prefix(packages)
+        discard(services.blobs, [model_key])
+    discard_prefix(services.blobs, packages)
     return Response(status_code=204)
 
 
