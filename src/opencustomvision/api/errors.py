@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from opencustomvision.api.negotiation import render
 from opencustomvision.api.schemas import CustomVisionError
+from opencustomvision.api.versions import documented_code
 from opencustomvision.domain.errors import DomainError
 
 logger = logging.getLogger(__name__)
@@ -37,7 +38,9 @@ def status_for(code: str) -> int:
 
 
 def error_response(request: Request, code: str, message: str, status: int | None = None) -> Response:
-    return render(request, CustomVisionError(code=code, message=message), status=status or status_for(code))
+    """The status follows ``code``; the body names it as the caller's version of the spec does."""
+    error = CustomVisionError(code=documented_code(request, code), message=message)
+    return render(request, error, status=status or status_for(code))
 
 
 async def domain_error_handler(request: Request, error: Exception) -> Response:
