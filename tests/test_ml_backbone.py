@@ -28,6 +28,8 @@ from opencustomvision.ml import backbone as backbone_module
 from opencustomvision.ml.preprocess import resize_geometry
 from tests.conftest import shared_data
 
+pytestmark = pytest.mark.db_independent
+
 skimage_data = pytest.importorskip("skimage.data")
 
 CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
