@@ -285,6 +285,7 @@ TAG_MUTATIONS = {"DeleteTag", "UpdateTag"}
 PROJECT_CREATIONS = {"CreateProject", "ImportProject"}
 
 _publish_names = itertools.count(1)
+HEAVY_EXPORTS = {"CoreML", "TensorFlow"}
 # An empty batch is only ever refused; give it an entry the server can work on.
 _EMPTY_ENTRY = {"CreateImagesFromFiles": {"contents": ""}, "CreateImagesFromUrls": {"url": ""},
                 "CreateImagesFromPredictions": {"id": ""}}
@@ -404,6 +405,11 @@ class Pointer:
             query["predictionId"] = draw(st.sampled_from(self.models.prediction_resource_ids))
         if "publishName" in query and draw(REAL):
             query["publishName"] = f"st-pub-{next(_publish_names)}"
+        if self.operation_id == "ExportIteration" and query.get("platform") in HEAVY_EXPORTS:
+            # Each accepted export starts a real one; CoreML and TensorFlow conversions take a core for tens of
+            # seconds each (tests/test_export_packages.py checks those packages), so the cases ask for the ONNX
+            # model or the Dockerfile package.
+            query["platform"] = draw(st.sampled_from(["ONNX", "DockerFile"]))
         if self.operation_id in ("DeletePrediction", "CreateImagesFromPredictions") and len(project.prediction_ids) < 2 \
                 and project in self.models.trained:
             self.models.store_prediction(project)
