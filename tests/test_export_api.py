@@ -68,7 +68,8 @@ def wait_for_exports(trainer: CustomVisionTrainingClient, project_id: str, itera
 
 def test_export_refusals_use_the_specs_codes(small) -> None:  # type: ignore[no-untyped-def]
     trainer, project, iteration = small
-    assert iteration.exportable and iteration.exportable_to == platforms.available_platforms()
+    # OpenVino is made on request but left out: exportableTo is an enum of the spec, which does not list it.
+    assert iteration.exportable and iteration.exportable_to == [p for p in platforms.available_platforms() if p != "OpenVino"]
     assert "VAIDK" not in iteration.exportable_to
     assert error_code(lambda: trainer.export_iteration(project.id, iteration.id, "Banana")) == "ErrorExporterInvalidPlatform"
     assert error_code(lambda: trainer.export_iteration(project.id, iteration.id, "VAIDK")) == "BadRequestProjectUnsupportedExportPlatform"

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from opencustomvision.api.negotiation import render
 from opencustomvision.api.schemas import CustomVisionError
+from opencustomvision.api.versions import documented_code
 from opencustomvision.domain.errors import DomainError
 from opencustomvision.imaging.budget import DecodeBusy
 from opencustomvision.jobs.queue import QueueUnavailable
@@ -48,7 +49,9 @@ def status_for(code: str) -> int:
 
 
 def error_response(request: Request, code: str, message: str, status: int | None = None) -> Response:
-    return render(request, CustomVisionError(code=code, message=message), status=status or status_for(code))
+    """The status follows ``code``; the body names it as the caller's version of the spec does."""
+    error = CustomVisionError(code=documented_code(request, code), message=message)
+    return render(request, error, status=status or status_for(code))
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from opencustomvision.api.deps import ServicesDep, SessionDep, get_session, reso
 from opencustomvision.api.negotiation import read_body, render
 from opencustomvision.api.presenters import present_prediction
 from opencustomvision.api.uploads import uploaded_images
+from opencustomvision.api.versions import is_before
 from opencustomvision.domain.catalog import is_detection
 from opencustomvision.domain.errors import DomainError
 from opencustomvision.domain.iterations import published_iteration
@@ -52,7 +53,7 @@ def _predict(request: Request, session: Session, services: ServicesDep, resource
     outcome = predict(session, services.blobs, services.predictor, iteration, image, store=store, application=application)
     tags = {tag.id: tag for tag in session.scalars(select(Tag).where(Tag.project_id == iteration.project_id))}
     # tagType arrived in v3.1; v3.0 clients never saw it.
-    with_type = request.scope.get("state", {}).get("api_version") != "v3.0"
+    with_type = not is_before(request, "v3.1")
     return present_prediction(outcome, tags, with_type=with_type)
 
 

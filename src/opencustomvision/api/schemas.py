@@ -6,7 +6,7 @@ Class names are the spec's definition names: the XML codec uses them as element 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Literal, get_args
 from uuid import UUID
 
 from pydantic import Base64Bytes, BaseModel, ConfigDict, Field, RootModel
@@ -34,10 +34,15 @@ class ImageProcessingSettings(CamelModel):
     augmentation_methods: dict[str, bool] | None = None
 
 
+# The platforms every version's spec lists (ExportPlatform); the server also makes OpenVino, which none lists.
+ExportPlatform = Literal["CoreML", "TensorFlow", "DockerFile", "ONNX", "VAIDK"]
+DOCUMENTED_EXPORT_PLATFORMS: tuple[str, ...] = get_args(ExportPlatform)
+
+
 class ProjectSettings(CamelModel):
     domain_id: UUID | None = None
     classification_type: Literal["Multiclass", "Multilabel"] | None = None
-    target_export_platforms: list[Literal["CoreML", "TensorFlow", "DockerFile", "ONNX", "VAIDK"]] | None = None
+    target_export_platforms: list[ExportPlatform] | None = None
     use_negative_set: bool | None = None
     detection_parameters: str | None = None
     image_processing_settings: ImageProcessingSettings | None = None

@@ -13,6 +13,7 @@ from opencustomvision.api.deps import Links, ServicesDep, SessionDep, TrainingRe
 from opencustomvision.api.negotiation import read_body, render
 from opencustomvision.api.params import uuid_list
 from opencustomvision.api.uploads import uploaded_images
+from opencustomvision.api.versions import batch_status
 from opencustomvision.api.presenters import present_box, present_create_summary, present_image, present_region_entry
 from opencustomvision.domain import images, limits
 from opencustomvision.domain.images import ImageInput, ImageQuery, RegionInput
@@ -142,7 +143,7 @@ async def _create(
         return present_create_summary(outcomes, links)
 
     summary = await run_in_threadpool(create)
-    return render(request, summary, status=200 if summary.is_batch_successful else 207)
+    return render(request, summary, status=batch_status(request, complete=summary.is_batch_successful))
 
 
 def _entry(entry: schemas.ImageFileCreateEntry | schemas.ImageUrlCreateEntry, **source: bytes | str) -> ImageInput:
@@ -240,7 +241,7 @@ async def create_image_regions(request: Request, project_id: uuid.UUID, session:
         )
 
     summary = await run_in_threadpool(create)
-    return render(request, summary, status=200 if not (summary.duplicated or summary.exceeded) else 207)
+    return render(request, summary, status=batch_status(request, complete=not (summary.duplicated or summary.exceeded)))
 
 
 @router.delete("/projects/{project_id:uuid}/images/regions", status_code=204)
@@ -264,7 +265,7 @@ async def update_image_metadata(
         )
 
     summary = await run_in_threadpool(update)
-    return render(request, summary, status=200 if summary.is_batch_successful else 207)
+    return render(request, summary, status=batch_status(request, complete=summary.is_batch_successful))
 
 
 @router.post("/projects/{project_id:uuid}/images/{image_id:uuid}/regionproposals")

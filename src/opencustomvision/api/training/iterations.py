@@ -27,6 +27,8 @@ router = APIRouter()
 
 def present_iteration(iteration: models.Iteration) -> schemas.Iteration:
     seconds = iteration.training_seconds
+    # exportableTo is an enum in the spec: the platforms it does not list are exported on request only.
+    documented = [p for p in exports.exportable_platforms(iteration) if p in schemas.DOCUMENTED_EXPORT_PLATFORMS]
     return schemas.Iteration(
         id=uuid.UUID(iteration.id),
         name=iteration.name,
@@ -35,8 +37,8 @@ def present_iteration(iteration: models.Iteration) -> schemas.Iteration:
         last_modified=iteration.last_modified,
         trained_at=iteration.trained_at,
         project_id=uuid.UUID(iteration.project_id),
-        exportable=bool(exports.exportable_platforms(iteration)),
-        exportable_to=exports.exportable_platforms(iteration),
+        exportable=bool(documented),
+        exportable_to=documented,
         domain_id=uuid.UUID(iteration.domain_id),
         classification_type=iteration.classification_type,  # type: ignore[arg-type]
         training_type=iteration.training_type,  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ from opencustomvision.api.params import uuid_list
 from opencustomvision.api.presenters import present_create_summary, present_prediction, present_stored_prediction
 from opencustomvision.api.training.images import regions_of
 from opencustomvision.api.uploads import uploaded_images
+from opencustomvision.api.versions import batch_status
 from opencustomvision.domain import predictions
 from opencustomvision.domain.errors import DomainError
 from opencustomvision.domain.images import ImageInput
@@ -101,4 +102,4 @@ async def create_images_from_predictions(request: Request, project_id: uuid.UUID
         return present_create_summary(outcomes, links)
 
     summary = await run_in_threadpool(create)
-    return render(request, summary, status=200 if summary.is_batch_successful else 207)
+    return render(request, summary, status=batch_status(request, complete=summary.is_batch_successful))
