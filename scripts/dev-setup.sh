@@ -54,6 +54,8 @@ if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]] || ! "$venv/bin/python" -c 'i
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[test]"
     printf '%s\n' "$want" >"$stamp"
 fi
+# At install, once: the backbones' ONNX exports, which every new data folder then links instead of exporting.
+"$venv/bin/ocv" prepare >/dev/null || echo "dev-setup: 'ocv prepare' failed; the service will export the backbones when it starts" >&2
 
 if [[ $run_tests -eq 0 ]]; then
     echo "dev-setup: ready. Run the service: .venv/bin/ocv serve    Run the tests: ./scripts/dev-setup.sh --test"

@@ -38,6 +38,7 @@ from opencustomvision.api.training import (
     unavailable,
 )
 from opencustomvision.config import Settings
+from opencustomvision.domain.catalog import ACCURATE_BACKBONE, COMPACT_BACKBONE, DETECTION_BACKBONE
 from opencustomvision.domain.errors import DomainError
 from opencustomvision.imaging.budget import DecodeBudget, DecodeBusy, set_decode_budget
 from opencustomvision.imaging.fetch import FetchPolicy
@@ -50,13 +51,15 @@ from opencustomvision.jobs.queue import new_worker_id
 from opencustomvision.jobs.runner import JobHandler, JobRunner
 from opencustomvision.jobs.training import TrainingJob
 from opencustomvision.jobs.worker import InProcessWorker
-from opencustomvision.ml.registry import BackboneRegistry
+from opencustomvision.ml.registry import CLASSIFICATION, DETECTION, BackboneRegistry
 from opencustomvision.storage.blobs import LocalBlobStore
 from opencustomvision.storage.db import create_db_engine, migrate, session_factory
 from opencustomvision.storage.models import ServiceSecret
 from opencustomvision.storage.signing import BlobLinkSigner
 
 BLOB_LINK_SECRET = "blob-link-key"
+# Made ready when the service starts, most wanted first: General (the default domain), detection, the compact domains.
+BACKBONES_TO_PREPARE = ((CLASSIFICATION, ACCURATE_BACKBONE), (DETECTION, DETECTION_BACKBONE), (CLASSIFICATION, COMPACT_BACKBONE))
 
 
 def shared_secret(session: Session, name: str) -> str:
@@ -108,6 +111,8 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # In the background: the first answers never wait for it, a training that arrives first waits for what is left.
+        services.predictor.backbones.prepare(BACKBONES_TO_PREPARE)
         services.jobs.start()
         yield
         services.jobs.stop()
