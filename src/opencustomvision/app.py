@@ -51,6 +51,7 @@ from opencustomvision.jobs.queue import new_worker_id
 from opencustomvision.jobs.runner import JobHandler, JobRunner
 from opencustomvision.jobs.training import TrainingJob
 from opencustomvision.jobs.worker import InProcessWorker
+from opencustomvision.ml.heads import import_solvers
 from opencustomvision.ml.registry import CLASSIFICATION, DETECTION, BackboneRegistry
 from opencustomvision.storage.blobs import LocalBlobStore
 from opencustomvision.storage.db import create_db_engine, migrate, session_factory
@@ -112,7 +113,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # In the background: the first answers never wait for it, a training that arrives first waits for what is left.
-        services.predictor.backbones.prepare(BACKBONES_TO_PREPARE)
+        services.predictor.backbones.prepare(BACKBONES_TO_PREPARE, warm_up=(import_solvers,))
         services.jobs.start()
         yield
         services.jobs.stop()

@@ -20,7 +20,7 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from opencustomvision.ml.backbone import Backbone, BackboneError, ensure_exported, export_onnx, onnx_path, prepared_models_dir
@@ -67,20 +67,26 @@ class BackboneRegistry:
         """A fine-tuned copy of ``base``; not kept here (its owner, a loaded model, keeps it)."""
         return Backbone.from_onnx_bytes(base, onnx, identity=identity, threads=self._threads)
 
-    def prepare(self, models: Sequence[tuple[str, str]]) -> threading.Thread:
+    def prepare(self, models: Sequence[tuple[str, str]], warm_up: Sequence[Callable[[], object]] = ()) -> threading.Thread:
         """Start making ``models`` ((CLASSIFICATION | DETECTION, backbone name), most wanted first) ready in
-        the background, then open the classification sessions. Returns the thread; errors are logged only:
+        the background, then open the classification sessions. ``warm_up``: other one-time work of a first
+        training, run once the prepared files are linked. Returns the thread; errors are logged only:
         whoever needs a backbone that could not be prepared tries again and gets the error."""
         with self._lock:
             if self._preparation is None:
-                self._preparation = threading.Thread(target=self._prepare, args=(list(models),), name="backbone-preparation",
-                                                     daemon=True)
+                self._preparation = threading.Thread(target=self._prepare, args=(list(models), list(warm_up)),
+                                                     name="backbone-preparation", daemon=True)
                 self._preparation.start()
             return self._preparation
 
-    def _prepare(self, models: list[tuple[str, str]]) -> None:
+    def _prepare(self, models: list[tuple[str, str]], warm_up: list[Callable[[], object]]) -> None:
         with _PREPARING:
             missing = [(kind, name) for kind, name in models if not _link_prepared(kind, name, self.cache_dir)]
+            for work in warm_up:
+                try:
+                    work()
+                except Exception:  # a warm-up is an optimisation: whoever needs it does it again and fails there
+                    logger.exception("warming up for the first training failed")
             if missing:
                 _export_in_child(self.cache_dir, missing)
         for kind, name in models:
