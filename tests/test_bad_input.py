@@ -198,13 +198,6 @@ def test_metadata_limits(live_server: LiveServer, project) -> None:  # type: ign
     assert over.status_code == 207 and over.json()["images"][0]["status"] == "ErrorLimitExceed"
 
 
-def test_pending_operations_answer_a_clear_error(live_server: LiveServer, project) -> None:  # type: ignore[no-untyped-def]
-    client, project_id, _ = project
-    response = client.post(live_server.training_url(f"/projects/{project_id}/iterations/{project_id}/export?platform=ONNX"))
-    assert response.status_code == 501
-    assert response.json()["code"] == "BadRequestNotSupported" and "ExportIteration" in response.json()["message"]
-
-
 @pytest.mark.parametrize("text", ["nul\x00byte", "lone\udc80surrogate"])
 def test_text_no_database_can_keep_is_refused(live_server: LiveServer, project, text: str) -> None:  # type: ignore[no-untyped-def]
     client, project_id, tag_id = project

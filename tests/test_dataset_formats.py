@@ -12,6 +12,8 @@ from opencustomvision.transfer.datasets import coco, customvision, folders, voc,
 from opencustomvision.transfer.datasets.model import Box, DatasetError, upright_size
 from tests.conftest import shared_data
 
+pytestmark = pytest.mark.db_independent
+
 
 def picture(path: Path, size: tuple[int, int] = (200, 100), orientation: int | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)

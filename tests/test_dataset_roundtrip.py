@@ -26,7 +26,7 @@ from tests.conftest import LiveServer, shared_data
 from tests.project_contents import StoredImage, contents, differences, trainer_for
 from tests.test_sdk_quickstart import wait_for_training
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.db_independent]
 
 DETECTION_FORMATS = ["voc", "coco", "yolo", "customvision"]
 CLASSIFICATION_FORMATS = ["folders", "customvision"]

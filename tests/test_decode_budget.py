@@ -19,6 +19,8 @@ from PIL import Image
 from opencustomvision.imaging.budget import DecodeBudget, DecodeBusy
 from tests.conftest import _free_port
 
+pytestmark = pytest.mark.db_independent
+
 MAXIMAL = (10240, 5120)  # the most pixels an upload may have (Azure's 10240 px side, our pixel cap)
 
 

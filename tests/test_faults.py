@@ -47,9 +47,10 @@ class ServerProcess:
                                 OCV_PREDICTION_RESOURCE_ID=f"fault-suite-{uuid.uuid4().hex[:8]}")
 
     def start(self) -> None:
+        self.log = (self.data_dir / "server.log").open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "opencustomvision.cli", "serve", "--port", str(self.port), "--data-dir",
-             str(self.data_dir), "--log-level", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+             str(self.data_dir), "--log-level", "warning"], stdout=self.log, stderr=subprocess.STDOUT,
             env=self.environment)
         deadline = time.monotonic() + 90
         while True:
@@ -58,9 +59,12 @@ class ServerProcess:
                     return
             except httpx.TransportError:
                 pass
-            assert self.process.poll() is None, "the server exited at start-up"
+            assert self.process.poll() is None, f"the server exited at start-up: {self._log_tail()}"
             assert time.monotonic() < deadline, "the server did not start"
             time.sleep(0.1)
+
+    def _log_tail(self) -> str:
+        return (self.data_dir / "server.log").read_text(errors="replace")[-3000:]
 
     def kill(self) -> None:
         assert self.process is not None

@@ -25,6 +25,8 @@ from opencustomvision.imaging.decode import (
     prepare_image,
 )
 
+pytestmark = pytest.mark.db_independent
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)
 

@@ -26,6 +26,8 @@ from PIL import Image
 
 from opencustomvision.imaging.fetch import FetchError, FetchPolicy, fetch_bytes
 
+pytestmark = pytest.mark.db_independent
+
 
 
 def _png() -> bytes:

@@ -31,6 +31,8 @@ from opencustomvision.ml.preprocess import resize_geometry
 from opencustomvision.ml.registry import CLASSIFICATION, BackboneRegistry
 from tests.conftest import shared_data
 
+pytestmark = pytest.mark.db_independent
+
 skimage_data = pytest.importorskip("skimage.data")
 
 CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat

@@ -17,6 +17,8 @@ from opencustomvision.ml.detection.boxes import (
     xyxy_to_ltwh,
 )
 
+pytestmark = pytest.mark.db_independent
+
 
 def test_ltwh_and_xyxy_convert_both_ways() -> None:
     ltwh = [[0.1, 0.2, 0.3, 0.4], [0.0, 0.0, 1.0, 1.0]]

@@ -10,6 +10,8 @@ from opencustomvision.ml.detection.average_precision import (
     evaluate_detections,
 )
 
+pytestmark = pytest.mark.db_independent
+
 WHOLE = (0.0, 0.0, 1.0, 1.0)
 LEFT_HALF = (0.0, 0.0, 0.5, 1.0)
 RIGHT_HALF = (0.5, 0.0, 0.5, 1.0)

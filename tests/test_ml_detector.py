@@ -33,6 +33,8 @@ from opencustomvision.ml.detection.features import (
 from opencustomvision.ml.detection.targets import anchor_points, assign_targets_atss
 from tests.conftest import shared_data
 
+pytestmark = pytest.mark.db_independent
+
 LITE0 = "efficientnet-lite0"
 # The fork in the quickstart's test photo, drawn by hand (left, top, width, height).
 TEST_FORK = (0.11, 0.255, 0.70, 0.545)

@@ -15,7 +15,7 @@ from opencustomvision.ml.finetune import FineTuneSettings, _unfrozen_tail, fine_
 from opencustomvision.ml.preprocess import preprocess_batch
 from tests.conftest import shared_data
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.db_independent]
 
 LITE0 = "efficientnet-lite0"
 TAGS = ["hemlock", "cherry"]

@@ -10,6 +10,8 @@ from sklearn.linear_model import LogisticRegression
 
 from opencustomvision.ml.heads import DEFAULT_C_GRID, TagClassifier, l2_normalise
 
+pytestmark = pytest.mark.db_independent
+
 DIM = 64
 
 

@@ -19,6 +19,8 @@ from opencustomvision.ml.metrics import (
     precision_recall_at,
 )
 
+pytestmark = pytest.mark.db_independent
+
 # --- average precision -----------------------------------------------------------------------
 
 

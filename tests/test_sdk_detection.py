@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 import uuid
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from msrest.authentication import ApiKeyCredentials
 from PIL import Image
 
 from opencustomvision.ml.detection.boxes import ltwh_to_xyxy, pairwise_iou
-from tests.conftest import LiveServer, shared_data
+from tests.conftest import LiveServer, error_code, shared_data, trained
 
 pytestmark = pytest.mark.slow
 
@@ -37,49 +36,10 @@ PRODUCE = {"banana": (0.0137, 0.3177, 0.4307, 0.4831), "orange": (0.4746, 0.2148
 PORTAL_REGIONS = Path(__file__).parent / "data" / "ai102_od_fruit_portal_regions.json"
 
 
-def error_code(call) -> str:  # type: ignore[no-untyped-def]
-    with pytest.raises(CustomVisionErrorException) as caught:
-        call()
-    return caught.value.error.code
-
-
 @pytest.fixture(scope="module")
-def detection(live_server: LiveServer):  # type: ignore[no-untyped-def]
-    base = shared_data("customvision-samples", "ObjectDetection")
-    trainer = CustomVisionTrainingClient(live_server.endpoint, ApiKeyCredentials(in_headers={"Training-key": live_server.default.training_key}))
-    domain = next(d for d in trainer.get_domains() if d.type == "ObjectDetection" and d.name == "General")
-    project = trainer.create_project(f"detection-{uuid.uuid4().hex[:8]}", domain_id=domain.id)
-    tags = {name: trainer.create_tag(project.id, name) for name in ("fork", "scissors")}
-
-    # Too few images: the spec's validation code, and no iteration.
-    assert error_code(lambda: trainer.train_project(project.id)) == "BadRequestDetectionTrainingValidationFailed"
-
-    boxes = json.loads((base / "regions.json").read_text())
-    entries = []
-    for name, tag in tags.items():
-        for stem, (left, top, width, height) in sorted(boxes[name].items()):
-            entries.append(ImageFileCreateEntry(
-                name=f"{stem}.jpg", contents=(base / "Images" / name / f"{stem}.jpg").read_bytes(),
-                regions=[Region(tag_id=tag.id, left=left, top=top, width=width, height=height)]))
-    for start in range(0, len(entries), 64):
-        assert trainer.create_images_from_files(project.id, ImageFileCreateBatch(images=entries[start:start + 64])).is_batch_successful
-
-    assert error_code(lambda: trainer.train_project(project.id, training_type="Advanced")) == "BadRequestDomainNotSupportedForAdvancedTraining"
-    iteration = trained(trainer, project.id)
-    return trainer, project, iteration, tags, base
-
-
-def trained(trainer: CustomVisionTrainingClient, project_id: str):  # type: ignore[no-untyped-def]
-    """TrainProject, then GetIteration until the worker is done; the iteration must be Completed."""
-    iteration = trainer.train_project(project_id)
-    assert iteration.status == "Training"
-    deadline = time.monotonic() + 900
-    while iteration.status == "Training":
-        assert time.monotonic() < deadline, "training did not finish in time"
-        time.sleep(1)
-        iteration = trainer.get_iteration(project_id, iteration.id)
-    assert iteration.status == "Completed", iteration
-    return iteration
+def detection(fork_scissors_detector):  # type: ignore[no-untyped-def]
+    """The quickstart's detector, trained once per session (tests/conftest.py) and shared with the export tests."""
+    return fork_scissors_detector
 
 
 def test_detect_finds_the_fork_with_a_tight_box(detection, live_server: LiveServer) -> None:  # type: ignore[no-untyped-def]

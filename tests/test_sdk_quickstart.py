@@ -12,7 +12,6 @@ import pytest
 from azure.cognitiveservices.vision.customvision.prediction import CustomVisionPredictionClient
 from azure.cognitiveservices.vision.customvision.training import CustomVisionTrainingClient
 from azure.cognitiveservices.vision.customvision.training.models import (
-    CustomVisionErrorException,
     ImageFileCreateBatch,
     ImageFileCreateEntry,
     ImageIdCreateBatch,
@@ -23,15 +22,10 @@ from azure.cognitiveservices.vision.customvision.training.models import (
 from msrest.authentication import ApiKeyCredentials
 from PIL import Image as PILImage
 
-from tests.conftest import LiveServer, shared_data
+from tests.conftest import LiveServer, error_code, shared_data
 
 pytestmark = pytest.mark.slow
 
-
-def error_code(call) -> str:  # type: ignore[no-untyped-def]
-    with pytest.raises(CustomVisionErrorException) as caught:
-        call()
-    return caught.value.error.code
 
 
 def wait_for_training(trainer: CustomVisionTrainingClient, project_id: str, iteration_id: str, timeout: float = 240):  # type: ignore[no-untyped-def]

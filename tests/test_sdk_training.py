@@ -10,7 +10,6 @@ import httpx
 import pytest
 from azure.cognitiveservices.vision.customvision.training import CustomVisionTrainingClient
 from azure.cognitiveservices.vision.customvision.training.models import (
-    CustomVisionErrorException,
     ImageFileCreateBatch,
     ImageFileCreateEntry,
     ImageRegionCreateEntry,
@@ -21,7 +20,7 @@ from msrest.authentication import ApiKeyCredentials
 from PIL import Image as PILImage
 from PIL import ImageOps
 
-from tests.conftest import LiveServer, shared_data
+from tests.conftest import LiveServer, error_code, shared_data
 
 pytestmark = pytest.mark.slow
 
@@ -41,11 +40,6 @@ def upload(client: CustomVisionTrainingClient, project_id: str, entries: list[Im
         summaries.append(client.create_images_from_files(project_id, ImageFileCreateBatch(images=entries[start:start + 64])))
     return summaries
 
-
-def error_code(call) -> str:  # type: ignore[no-untyped-def]
-    with pytest.raises(CustomVisionErrorException) as caught:
-        call()
-    return caught.value.error.code
 
 
 @pytest.fixture(scope="module")

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+
 import io
 
 from rich.console import Console
 
 from opencustomvision.cli.remote import BarProgress, LineProgress
+
+pytestmark = pytest.mark.db_independent
 
 
 def test_a_terminal_gets_a_bar_with_count_rate_and_time_left() -> None:

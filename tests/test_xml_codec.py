@@ -23,6 +23,8 @@ from opencustomvision.api.xml import (
     xml_name,
 )
 
+pytestmark = pytest.mark.db_independent
+
 # ---------------------------------------------------------------------------
 # Test models, shaped like the spec's definitions and the lead's schemas
 

@@ -7,52 +7,45 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
-from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.exc import TimeoutError as SqlAlchemyTimeout
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from opencustomvision.api import blobs, health
-from opencustomvision.api.body import RequestBodyMiddleware
+from opencustomvision.api.body import RequestBodyMiddleware, body_limits
 from opencustomvision.api.deps import Services
-from opencustomvision.api.errors import (
-    UnexpectedErrorMiddleware,
-    database_unavailable_handler,
-    decode_busy_handler,
-    domain_error_handler,
-    http_error_handler,
-    validation_error_handler,
-)
+from opencustomvision.api.errors import UnexpectedErrorMiddleware, install_error_handlers
 from opencustomvision.api.routing import VersionedApiMiddleware
 from opencustomvision.api import prediction
+from opencustomvision.api.scenario import PREFIX as SCENARIO_PREFIX, create_scenario_app
 from opencustomvision.api.training import (
     domains,
+    exports,
     images,
     iterations,
     predictions,
     projects,
     suggestions,
     tags,
-    unavailable,
 )
+from opencustomvision.captioning import BackgroundCaptioner, Labeler
 from opencustomvision.config import Settings
 from opencustomvision.domain.catalog import ACCURATE_BACKBONE, COMPACT_BACKBONE, DETECTION_BACKBONE
-from opencustomvision.domain.errors import DomainError
-from opencustomvision.imaging.budget import DecodeBudget, DecodeBusy, set_decode_budget
+from opencustomvision.imaging.budget import DecodeBudget, set_decode_budget
 from opencustomvision.imaging.fetch import FetchPolicy
 from opencustomvision.embeddings import EmbeddingCache
 from opencustomvision.inference import Predictor, StoredImageScorer
 from opencustomvision.jobs.notify import TrainingNotifier
+from opencustomvision.domain.exports import EXPORT_JOB
 from opencustomvision.domain.jobs import TRAINING_JOB
 from opencustomvision.jobs.maintenance import Maintenance
 from opencustomvision.jobs.queue import new_worker_id
 from opencustomvision.jobs.runner import JobHandler, JobRunner
+from opencustomvision.jobs.exports import ExportJob
 from opencustomvision.jobs.training import TrainingJob
 from opencustomvision.jobs.worker import InProcessWorker
 from opencustomvision.ml.heads import import_solvers
 from opencustomvision.ml.registry import CLASSIFICATION, DETECTION, BackboneRegistry
+from opencustomvision.portal import PREFIX as PORTAL_PREFIX, Portal
 from opencustomvision.storage.blobs import LocalBlobStore
 from opencustomvision.storage.db import create_db_engine, migrate, session_factory
 from opencustomvision.storage.models import ServiceSecret
@@ -91,8 +84,10 @@ def build_services(settings: Settings) -> Services:
     handlers: dict[str, JobHandler] = {
         TRAINING_JOB: TrainingJob(sessions, blobs, backbones, embeddings, TrainingNotifier(settings.smtp),
                                   advanced_max_seconds=settings.advanced_training_max_seconds),
+        EXPORT_JOB: ExportJob(sessions, blobs, backbones),
     }
     runner = JobRunner(sessions, handlers, worker_id=new_worker_id("in-process"))
+    scorer = StoredImageScorer(predictor, embeddings, blobs)
     return Services(
         settings=settings,
         engine=engine,
@@ -101,9 +96,10 @@ def build_services(settings: Settings) -> Services:
         signer=BlobLinkSigner(bytes.fromhex(secret), settings.signed_url_ttl_seconds),
         fetch_policy=FetchPolicy(allowed_hosts=settings.url_allowlist),
         predictor=predictor,
-        scorer=StoredImageScorer(predictor, embeddings, blobs),
+        scorer=scorer,
         jobs=InProcessWorker(sessions, runner, maintenance=Maintenance(
             sessions, blobs, grace_seconds=settings.orphan_blob_grace_seconds)),
+        captioner=BackgroundCaptioner(sessions, Labeler(backbones, embeddings, scorer)),
     )
 
 
@@ -115,27 +111,28 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         # In the background: the first answers never wait for it, a training that arrives first waits for what is left.
         services.predictor.backbones.prepare(BACKBONES_TO_PREPARE, warm_up=(import_solvers,))
         services.jobs.start()
+        services.captioner.start()
         yield
+        services.captioner.stop()
         services.jobs.stop()
 
     app = FastAPI(title="OpenCustomVision", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.services = services
-    for router in (domains.router, projects.router, tags.router, images.router, iterations.router, predictions.router, suggestions.router, unavailable.router):
+    for router in (domains.router, exports.router, projects.router, tags.router, images.router, iterations.router, predictions.router, suggestions.router):
         app.include_router(router, prefix="/training")
     app.include_router(prediction.router, prefix="/prediction")
     app.include_router(blobs.router)
     app.include_router(health.router)
-    app.add_exception_handler(DomainError, domain_error_handler)
-    app.add_exception_handler(RequestValidationError, validation_error_handler)
-    app.add_exception_handler(ValidationError, validation_error_handler)
-    app.add_exception_handler(StarletteHTTPException, http_error_handler)
-    app.add_exception_handler(DecodeBusy, decode_busy_handler)
-    # A database that is restarting, unreachable, or whose connections are all taken: retry, not a bug.
-    app.add_exception_handler(OperationalError, database_unavailable_handler)
-    app.add_exception_handler(SqlAlchemyTimeout, database_unavailable_handler)
+    app.mount(SCENARIO_PREFIX, create_scenario_app(services))
+    # After the API, so its paths never reach the portal; the portal calls that API like any other client.
+    portal = Portal()
+    app.add_route("/", portal.index, methods=["GET", "HEAD"], include_in_schema=False)
+    app.mount(PORTAL_PREFIX, portal.files)
+    install_error_handlers(app)
     app.add_middleware(VersionedApiMiddleware)
-    app.add_middleware(RequestBodyMiddleware, max_bytes=settings.max_request_bytes,
-                       idle_timeout=settings.body_idle_timeout_seconds, min_bytes_per_second=settings.body_min_bytes_per_second)
+    # Scenario's room (/v1) reads its own bodies and answers its own errors, in its own error body.
+    rooms = (SCENARIO_PREFIX,)
+    app.add_middleware(RequestBodyMiddleware, **body_limits(settings), skip=rooms)
     # Outermost, so the body reader answers its own refusals before anything counts them as bugs.
-    app.add_middleware(UnexpectedErrorMiddleware)
+    app.add_middleware(UnexpectedErrorMiddleware, skip=rooms)
     return app

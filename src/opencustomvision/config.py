@@ -34,6 +34,8 @@ class Settings:
     training_key: str | None = None
     prediction_key: str | None = None
     prediction_resource_id: str | None = None
+    scenario_api_key: str | None = None
+    scenario_api_secret: str | None = None
     url_allowlist: frozenset[str] = field(default_factory=frozenset)
     signed_url_ttl_seconds: int = 3600
     # 64 images of 6 MB, base64-encoded in a JSON batch, with room to spare.
@@ -61,6 +63,8 @@ class Settings:
             training_key=os.environ.get("OCV_TRAINING_KEY") or None,
             prediction_key=os.environ.get("OCV_PREDICTION_KEY") or None,
             prediction_resource_id=os.environ.get("OCV_PREDICTION_RESOURCE_ID") or None,
+            scenario_api_key=os.environ.get("OCV_SCENARIO_API_KEY") or None,
+            scenario_api_secret=os.environ.get("OCV_SCENARIO_API_SECRET") or None,
             url_allowlist=_allowlist(os.environ.get("OCV_URL_ALLOWLIST", "")),
             signed_url_ttl_seconds=int(os.environ.get("OCV_SIGNED_URL_TTL_SECONDS", "3600")),
             max_request_bytes=int(os.environ.get("OCV_MAX_REQUEST_BYTES", str(600 * 1024 * 1024))),

@@ -1,6 +1,16 @@
-"""Image embeddings, computed once per image and backbone and kept in the database."""
+"""Image embeddings, computed once per image and backbone and kept in the database.
+
+Training, the captioner and Scenario's requests all ask for embeddings, sometimes of the same new images at the
+same time: within a process, an image being embedded is waited for, not embedded twice, except that work done for
+someone waiting (a request, a training) never waits for the background captioner, which runs at the lowest priority:
+it computes the image itself. Across processes the first row written wins and the second write is a no-op.
+"""
 
 from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 import numpy as np
 from sqlalchemy import select
@@ -12,37 +22,82 @@ from opencustomvision.ml.backbone import Backbone
 from opencustomvision.ml.preprocess import resized_short_side
 from opencustomvision.storage.blobs import BlobStore
 from opencustomvision.storage.models import ImageEmbedding
+from opencustomvision.storage.upsert import insert_missing
 
 EMBEDDING_BATCH = 32
-# Training waits its turn behind requests for room to decode, rather than fail.
+# Embedding waits its turn behind requests for room to decode, rather than fail.
 _BACKGROUND_DECODE_WAIT = 3600.0
+
+
+@dataclass
+class _Claim:
+    background: bool
+    done: threading.Event = field(default_factory=threading.Event)
 
 
 class EmbeddingCache:
     def __init__(self, blobs: BlobStore) -> None:
         self._blobs = blobs
+        self._lock = threading.Lock()
+        self._in_flight: dict[tuple[str, str], _Claim] = {}
 
-    def for_images(self, session: Session, image_ids: list[str], backbone: Backbone) -> np.ndarray:
-        """One vector per image, computing (and committing) only those this backbone never embedded."""
-        cached = {
-            row.image_id: np.frombuffer(row.vector, dtype=np.float32)
-            for row in session.scalars(
-                select(ImageEmbedding).where(ImageEmbedding.backbone == backbone.identity, ImageEmbedding.image_id.in_(image_ids))
-            )
-        }
-        missing = [image_id for image_id in image_ids if image_id not in cached]
-        if missing:
-            images = images_by_id(session, missing)
-            for start in range(0, len(missing), EMBEDDING_BATCH):
-                chunk = missing[start:start + EMBEDDING_BATCH]
-                short_side = resized_short_side(backbone.spec.input_size)
-                pictures = [load_rgb(self._blobs.get(images[image_id].resized_key), min_short_side=short_side,
-                                     budget_wait_seconds=_BACKGROUND_DECODE_WAIT) for image_id in chunk]
-                vectors = backbone.embed_images(pictures, batch_size=EMBEDDING_BATCH)
-                for image_id, vector in zip(chunk, vectors):
-                    cached[image_id] = vector
-                    session.merge(ImageEmbedding(image_id=image_id, backbone=backbone.identity, vector=vector.astype(np.float32).tobytes()))
-                session.commit()
+    def embed_stored(self, resized_keys: list[str], backbone: Backbone) -> np.ndarray:
+        """Embed stored resized copies (of images, or of assets that will become images): (len, dim) float32."""
+        short_side = resized_short_side(backbone.spec.input_size)
+        pictures = [load_rgb(self._blobs.get(key), min_short_side=short_side, budget_wait_seconds=_BACKGROUND_DECODE_WAIT)
+                    for key in resized_keys]
+        return backbone.embed_images(pictures, batch_size=EMBEDDING_BATCH)
+
+    def _cached(self, session: Session, image_ids: Iterable[str], backbone: Backbone) -> dict[str, np.ndarray]:
+        query = select(ImageEmbedding).where(ImageEmbedding.backbone == backbone.identity, ImageEmbedding.image_id.in_(list(image_ids)))
+        return {row.image_id: np.frombuffer(row.vector, dtype=np.float32) for row in session.scalars(query)}
+
+    def for_images(self, session: Session, image_ids: list[str], backbone: Backbone, *, background: bool = False) -> np.ndarray:
+        """One vector per image, computing (and committing) only those this backbone never embedded.
+
+        ``background``: the caller is the background captioner, which waits for everyone and is waited for by none.
+        """
         if not image_ids:
             return np.empty((0, 0), dtype=np.float32)
+        cached = self._cached(session, image_ids, backbone)
+        missing = [image_id for image_id in dict.fromkeys(image_ids) if image_id not in cached]
+        mine, claimed, theirs = [], [], []
+        with self._lock:
+            for image_id in missing:
+                key = (image_id, backbone.identity)
+                owner = self._in_flight.get(key)
+                if owner is not None and (background or not owner.background):
+                    theirs.append(owner.done)
+                    continue
+                if owner is None:
+                    self._in_flight[key] = _Claim(background)
+                    claimed.append(key)
+                mine.append(image_id)
+        try:
+            self._compute(session, mine, backbone, cached)
+        finally:
+            with self._lock:
+                for key in claimed:
+                    self._in_flight.pop(key).done.set()
+        if theirs:
+            for event in theirs:
+                event.wait()
+            session.commit()  # a new transaction, to see what the other committed
+            cached |= self._cached(session, [i for i in missing if i not in cached], backbone)
+            # Whatever the other could not embed (it failed) is embedded here.
+            self._compute(session, [i for i in missing if i not in cached], backbone, cached)
         return np.stack([cached[image_id] for image_id in image_ids])
+
+    def _compute(self, session: Session, image_ids: list[str], backbone: Backbone, cached: dict[str, np.ndarray]) -> None:
+        if not image_ids:
+            return
+        images = images_by_id(session, image_ids)
+        for start in range(0, len(image_ids), EMBEDDING_BATCH):
+            chunk = image_ids[start:start + EMBEDDING_BATCH]
+            vectors = self.embed_stored([images[image_id].resized_key for image_id in chunk], backbone)
+            cached.update(zip(chunk, vectors))
+            insert_missing(session, ImageEmbedding, [
+                {"image_id": image_id, "backbone": backbone.identity, "vector": vector.astype(np.float32).tobytes()}
+                for image_id, vector in zip(chunk, vectors)
+            ])
+            session.commit()

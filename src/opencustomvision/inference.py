@@ -126,8 +126,8 @@ class StoredImageScorer:
         images = images_by_id(session, image_ids)
         return [self._predictor.detect(model_key, self._blobs.get(images[image_id].resized_key)) for image_id in image_ids]
 
-    def rank(self, session: Session, model_key: str, image_ids: list[str]) -> list[list[tuple[str, float]]]:
+    def rank(self, session: Session, model_key: str, image_ids: list[str], *, background: bool = False) -> list[list[tuple[str, float]]]:
         if not image_ids:
             return []
-        features = self._embeddings.for_images(session, image_ids, self._predictor.backbone_of(model_key))
+        features = self._embeddings.for_images(session, image_ids, self._predictor.backbone_of(model_key), background=background)
         return self._predictor.rank_embeddings(model_key, features)

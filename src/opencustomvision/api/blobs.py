@@ -11,10 +11,11 @@ from opencustomvision.storage.blobs import BlobNotFound
 
 router = APIRouter()
 
-_SIGNATURES = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG", "image/png"), (b"GIF8", "image/gif"), (b"BM", "image/bmp"))
+_SIGNATURES = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG", "image/png"), (b"GIF8", "image/gif"), (b"BM", "image/bmp"),
+               (b"PK\x03\x04", "application/zip"))
 
 
-def _content_type(data: bytes) -> str:
+def content_type(data: bytes) -> str:
     return next((media for magic, media in _SIGNATURES if data.startswith(magic)), "application/octet-stream")
 
 
@@ -26,4 +27,4 @@ def get_blob(request: Request, key: str, services: ServicesDep, expires: int = 0
         data = services.blobs.get(key)
     except (BlobNotFound, ValueError):
         return error_response(request, "NotFoundImage", "This image no longer exists.", 404)
-    return Response(data, media_type=_content_type(data), headers={"Cache-Control": "private, max-age=300"})
+    return Response(data, media_type=content_type(data), headers={"Cache-Control": "private, max-age=300"})

@@ -13,7 +13,8 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from opencustomvision.api.errors import send_error
+from opencustomvision.api.errors import AnsweringMiddleware, ErrorSender, send_error
+from opencustomvision.config import Settings
 
 
 class _Refused(Exception):
@@ -47,10 +48,19 @@ class _BufferBudget:
             self._changed.notify_all()
 
 
-class RequestBodyMiddleware:
+def body_limits(settings: Settings) -> dict[str, float]:
+    """The limits RequestBodyMiddleware enforces, the same in every room."""
+    return {"max_bytes": settings.max_request_bytes, "idle_timeout": settings.body_idle_timeout_seconds,
+            "min_bytes_per_second": settings.body_min_bytes_per_second}
+
+
+class RequestBodyMiddleware(AnsweringMiddleware):
+    """``skip``: rooms that read their own bodies (Scenario's /v1); ``send``: how refusals are written."""
+
     def __init__(self, app: ASGIApp, *, max_bytes: int, idle_timeout: float = 15.0, min_bytes_per_second: float = 16384,
-                 rate_grace_seconds: float = 30.0, max_buffered_bytes: int = 2 << 30, buffer_wait_seconds: float = 30.0) -> None:
-        self.app = app
+                 rate_grace_seconds: float = 30.0, max_buffered_bytes: int = 2 << 30, buffer_wait_seconds: float = 30.0,
+                 skip: tuple[str, ...] = (), send: ErrorSender = send_error) -> None:
+        super().__init__(app, skip=skip, send=send)
         self.max_bytes = max_bytes
         self.idle_timeout = idle_timeout
         self.min_bytes_per_second = min_bytes_per_second
@@ -60,7 +70,7 @@ class RequestBodyMiddleware:
         self._budget: _BufferBudget | None = None  # made in the server's event loop, at the first request
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if self.passes_through(scope):
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
@@ -112,7 +122,7 @@ class RequestBodyMiddleware:
 
     async def _refuse(self, send: Send, refusal: _Refused) -> None:
         # The rest of a refused body is never read: the connection closes after the answer.
-        await send_error(send, refusal.status, refusal.code, refusal.message, close=True)
+        await self.send_error(send, refusal.status, refusal.code, refusal.message, close=True)
 
 
 def _too_large(max_bytes: int) -> _Refused:

@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from opencustomvision.captioning import BackgroundCaptioner
 from opencustomvision.config import Settings
 from opencustomvision.domain.errors import DomainError
 from opencustomvision.domain.resources import resource_for_training_key
@@ -34,6 +35,7 @@ class Services:
     predictor: Predictor
     scorer: StoredImageScorer
     jobs: JobQueue
+    captioner: BackgroundCaptioner
 
 
 def get_services(request: Request) -> Services:

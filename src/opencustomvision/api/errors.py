@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Protocol
 
-from fastapi import Request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as SqlAlchemyTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Match
@@ -16,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from opencustomvision.api.negotiation import render
 from opencustomvision.api.schemas import CustomVisionError
 from opencustomvision.domain.errors import DomainError
+from opencustomvision.imaging.budget import DecodeBusy
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +30,8 @@ _STATUS_BY_EXACT_CODE = {
     "UnsupportedMediaType": 415,
     "NotFoundApimSubscription": 401,
     "BadRequestNotSupported": 501,
+    # An unknown export platform is the caller's mistake, whatever the code's prefix suggests.
+    "ErrorExporterInvalidPlatform": 400,
 }
 _STATUS_BY_PREFIX = (("BadRequest", 400), ("Forbidden", 403), ("NotFound", 404), ("Conflict", 409))
 
@@ -40,12 +49,22 @@ def error_response(request: Request, code: str, message: str, status: int | None
     return render(request, CustomVisionError(code=code, message=message), status=status or status_for(code))
 
 
-async def domain_error_handler(request: Request, error: Exception) -> Response:
-    assert isinstance(error, DomainError)
-    return error_response(request, error.code, error.message)
+@dataclass(frozen=True)
+class ApiError:
+    """What an exception means for a client, whichever room (Custom Vision, Scenario) renders it."""
+
+    status: int
+    code: str
+    message: str
+    headers: dict[str, str] = field(default_factory=dict)
 
 
-def _describe(errors: list) -> str:  # type: ignore[type-arg]
+# Each room turns an ApiError into its own error body.
+Renderer = Callable[[Request, ApiError], Response]
+_RETRY = {"Retry-After": "5"}
+
+
+def describe_validation_errors(errors: list) -> str:  # type: ignore[type-arg]
     parts = []
     for error in errors[:5]:
         location = ".".join(str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path"))
@@ -53,23 +72,24 @@ def _describe(errors: list) -> str:  # type: ignore[type-arg]
     return "; ".join(parts)
 
 
-async def validation_error_handler(request: Request, error: Exception) -> Response:
+def _domain_error(request: Request, error: Exception) -> ApiError:
+    assert isinstance(error, DomainError)
+    return ApiError(status_for(error.code), error.code, error.message)
+
+
+def _validation_error(request: Request, error: Exception) -> ApiError:
     assert isinstance(error, (RequestValidationError, ValidationError))
-    return error_response(request, "BadRequest", f"Invalid request: {_describe(error.errors())}")
+    return ApiError(400, "BadRequest", f"Invalid request: {describe_validation_errors(error.errors())}")
 
 
-async def decode_busy_handler(request: Request, error: Exception) -> Response:
-    response = error_response(request, "ErrorFeaturizationQueueTimeout",
-                              "The server is decoding as many images as its memory budget allows; retry in a few seconds.", 503)
-    response.headers["Retry-After"] = "5"
-    return response
+def _decode_busy(request: Request, error: Exception) -> ApiError:
+    return ApiError(503, "ErrorFeaturizationQueueTimeout",
+                    "The server is decoding as many images as its memory budget allows; retry in a few seconds.", _RETRY)
 
 
-async def database_unavailable_handler(request: Request, error: Exception) -> Response:
+def _database_unavailable(request: Request, error: Exception) -> ApiError:
     logger.warning("database unavailable on %s %s: %s", request.method, request.url.path, error)
-    response = error_response(request, "ErrorUnknown", "The database is unavailable right now; retry shortly.", 503)
-    response.headers["Retry-After"] = "5"
-    return response
+    return ApiError(503, "ErrorUnknown", "The database is unavailable right now; retry shortly.", _RETRY)
 
 
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
@@ -81,17 +101,64 @@ def _allowed_methods(request: Request) -> list[str]:
             if any(route.matches(dict(request.scope, method=method))[0] == Match.FULL for route in request.app.router.routes)]
 
 
-async def http_error_handler(request: Request, error: Exception) -> Response:
+_ANY_ID = "00000000-0000-0000-0000-000000000000"
+
+
+def _malformed_id(request: Request) -> str | None:
+    """The path segment that, were it a GUID, would make this path an operation's (ids are GUID-typed in the
+    routes, so ``/projects/import`` never reaches UpdateProject); None if the path is simply unknown."""
+    segments = request.scope.get("path", "").split("/")
+    for index, segment in enumerate(segments):
+        if not segment:
+            continue
+        probe = dict(request.scope, path="/".join([*segments[:index], _ANY_ID, *segments[index + 1:]]))
+        if any(route.matches(probe)[0] == Match.FULL for route in request.app.router.routes):
+            return segment
+    return None
+
+
+def _http_error(request: Request, error: Exception) -> ApiError:
     assert isinstance(error, StarletteHTTPException)
     if error.status_code == 404:
-        return error_response(request, "NotFound", f"No operation at {request.url.path}.")
+        malformed = _malformed_id(request)
+        if malformed is not None:
+            return ApiError(400, "BadRequest", f"'{malformed}' is not a valid id (a GUID).")
+        return ApiError(404, "NotFound", f"No operation at {request.url.path}.")
     if error.status_code == 405:
         allowed = _allowed_methods(request)
-        response = error_response(request, "BadRequestNotSupported",
-                                  f"{request.method} is not supported on {request.url.path}; use {', '.join(allowed)}.", 405)
-        response.headers["Allow"] = ", ".join(allowed)  # RFC 9110: a 405 says which methods the resource has
-        return response
-    return error_response(request, "BadRequest", str(error.detail), error.status_code)
+        # RFC 9110: a 405 says which methods the resource has.
+        return ApiError(405, "BadRequestNotSupported",
+                        f"{request.method} is not supported on {request.url.path}; use {', '.join(allowed)}.",
+                        {"Allow": ", ".join(allowed)})
+    return ApiError(error.status_code, "BadRequest", str(error.detail))
+
+
+# What each exception means, in one table for every room.
+_MEANINGS: tuple[tuple[type[Exception], Callable[[Request, Exception], ApiError]], ...] = (
+    (DomainError, _domain_error),
+    (RequestValidationError, _validation_error),
+    (ValidationError, _validation_error),
+    (StarletteHTTPException, _http_error),
+    (DecodeBusy, _decode_busy),
+    # A database that is restarting, unreachable, or whose connections are all taken: retry, not a bug.
+    (OperationalError, _database_unavailable),
+    (SqlAlchemyTimeout, _database_unavailable),
+)
+
+
+def render_custom_vision_error(request: Request, error: ApiError) -> Response:
+    response = error_response(request, error.code, error.message, error.status)
+    response.headers.update(error.headers)
+    return response
+
+
+def install_error_handlers(app: FastAPI, renderer: Renderer = render_custom_vision_error) -> None:
+    """Answer every expected exception with its meaning, in the room's own error body."""
+    for exception_type, meaning in _MEANINGS:
+        async def handler(request: Request, error: Exception, meaning=meaning) -> Response:  # type: ignore[no-untyped-def]
+            return renderer(request, meaning(request, error))
+
+        app.add_exception_handler(exception_type, handler)
 
 
 class TrackedSend:
@@ -106,28 +173,52 @@ class TrackedSend:
         await self._send(message)
 
 
-async def send_error(send: Send, status: int, code: str, message: str, *, close: bool = False) -> None:
-    """A CustomVisionError answered straight over ASGI, for middleware that runs outside the routes."""
-    body = json.dumps({"code": code, "message": message}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+async def send_json(send: Send, status: int, body: dict[str, str], *, close: bool = False) -> None:
+    """A JSON answer straight over ASGI, for middleware that runs outside the routes (``close``: end the connection)."""
+    encoded = json.dumps(body).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(encoded)).encode())]
     if close:
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": encoded})
 
 
-class UnexpectedErrorMiddleware:
+async def send_error(send: Send, status: int, code: str, message: str, *, close: bool = False) -> None:
+    """A CustomVisionError answered straight over ASGI."""
+    await send_json(send, status, {"code": code, "message": message}, close=close)
+
+
+class ErrorSender(Protocol):
+    """How a room writes an error from middleware: ``send_error`` here, Scenario's own in its room."""
+
+    async def __call__(self, send: Send, status: int, code: str, message: str, *, close: bool = False) -> None: ...
+
+
+class AnsweringMiddleware:
+    """Middleware that answers some requests itself, in its room's error body.
+
+    ``skip``: path prefixes of other rooms (Scenario's /v1), passed through untouched; ``send``: how it writes errors.
+    """
+
+    def __init__(self, app: ASGIApp, *, skip: tuple[str, ...] = (), send: ErrorSender = send_error) -> None:
+        self.app = app
+        self.skip = skip
+        self.send_error = send
+
+    def passes_through(self, scope: Scope) -> bool:
+        path = scope.get("path", "")
+        return scope["type"] != "http" or any(path == prefix or path.startswith(prefix + "/") for prefix in self.skip)
+
+
+class UnexpectedErrorMiddleware(AnsweringMiddleware):
     """Answers a bug with 500 ErrorUnknown and keeps the connection usable.
 
     Starlette's own catch-all re-raises after answering, which makes the server drop the
     keep-alive connection; clients then fail their next request with a reset.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if self.passes_through(scope):
             await self.app(scope, receive, send)
             return
         tracked = TrackedSend(send)
@@ -137,4 +228,4 @@ class UnexpectedErrorMiddleware:
             logger.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
             if tracked.started:
                 raise
-            await send_error(send, 500, "ErrorUnknown", "The server failed to handle this request.")
+            await self.send_error(send, 500, "ErrorUnknown", "The server failed to handle this request.")

@@ -259,6 +259,24 @@ class Iteration(CamelModel):
     original_publish_resource_id: str | None = None
 
 
+class Export(CamelModel):
+    platform: str
+    status: Literal["Exporting", "Failed", "Done"]
+    download_uri: str | None = None
+    flavor: str | None = None
+    newer_version_available: bool = False
+
+
+class ProjectExport(CamelModel):
+    iteration_count: int
+    image_count: int
+    tag_count: int
+    region_count: int
+    # The spec spells it with "MS" capitalised, which camel-casing would not produce.
+    estimated_import_time_in_ms: int = Field(alias="estimatedImportTimeInMS")
+    token: str
+
+
 class TagPerformance(CamelModel):
     id: UUID
     name: str

@@ -41,6 +41,8 @@ def prepare_default_resource(settings: Settings) -> ResourceCredentials:
             training_key=settings.training_key,
             prediction_key=settings.prediction_key,
             prediction_resource_id=settings.prediction_resource_id,
+            scenario_api_key=settings.scenario_api_key,
+            scenario_api_secret=settings.scenario_api_secret,
         )
     engine.dispose()
     _write_private(stored_path, json.dumps(asdict(credentials), indent=2))
@@ -58,9 +60,13 @@ def serve(args: argparse.Namespace) -> int:
     print(f"OpenCustomVision on {endpoint}", flush=True)
     print(f"  data directory:         {settings.data_dir}")
     print(f"  endpoint:               {endpoint}")
+    print(f"  web portal:             {endpoint}/  (sign in with the training key)")
     print(f"  training key:           {credentials.training_key}")
     print(f"  prediction key:         {credentials.prediction_key}")
-    print(f"  prediction resource id: {credentials.prediction_resource_id}", flush=True)
+    print(f"  prediction resource id: {credentials.prediction_resource_id}")
+    print(f"  Scenario API:           {endpoint}/v1")
+    print(f"  Scenario API key:       {credentials.scenario_api_key}")
+    print(f"  Scenario API secret:    {credentials.scenario_api_secret}", flush=True)
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
     return 0
 

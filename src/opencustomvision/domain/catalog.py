@@ -13,8 +13,13 @@ class Domain:
     id: str
     name: str
     type: str
-    exportable: bool
+    compact: bool  # Azure's compact domains: a small, fast model
     enabled: bool = True
+
+    @property
+    def exportable(self) -> bool:
+        """Every domain exports here (ml/export), not only the compact ones as on Azure."""
+        return True
 
 
 DOMAINS: tuple[Domain, ...] = (
@@ -55,7 +60,7 @@ ACCURATE_BACKBONE = "efficientnet-lite2"
 
 def backbone_for(domain_id: str) -> str:
     domain = find_domain(domain_id)
-    return COMPACT_BACKBONE if domain is not None and domain.exportable else ACCURATE_BACKBONE
+    return COMPACT_BACKBONE if domain is not None and domain.compact else ACCURATE_BACKBONE
 
 
 DETECTION_BACKBONE = "efficientnet-lite0"  # docs/detection.md: the most accurate and the fastest measured

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
@@ -23,7 +23,7 @@ from opencustomvision.imaging.decode import ImageFormatError, ImageLimits, Image
 from opencustomvision.imaging.fetch import FetchError, FetchPolicy, fetch_bytes
 from opencustomvision.storage.atomic import put_all
 from opencustomvision.storage.blobs import BlobStore
-from opencustomvision.storage.models import Image, ImageMetadata, ImageTag, IterationImage, Project, Region, Tag, utcnow
+from opencustomvision.storage.models import Base, Image, ImageMetadata, ImageTag, IterationImage, Project, Region, Tag, utcnow
 
 TaggingStatus = Literal["All", "Tagged", "Untagged"]
 OrderBy = Literal["Newest", "Oldest"]
@@ -43,10 +43,12 @@ class RegionInput:
 
 @dataclass
 class ImageInput:
-    """One image of a creation batch: bytes already at hand, or a URL to fetch."""
+    """One image of a creation batch: bytes already at hand, a URL to fetch, or an image checked before."""
 
     data: bytes | None = None
     source_url: str | None = None
+    # Already decoded, checked and resized by prepare_image (a Scenario asset): stored as it is.
+    prepared: PreparedImage | None = None
     tag_ids: list[str] = field(default_factory=list)
     regions: list[RegionInput] = field(default_factory=list)
 
@@ -190,6 +192,8 @@ def _blob_keys(project_id: str, image_id: str) -> tuple[str, str, str]:
 
 def _obtain_and_prepare(source: ImageInput, fetch_policy: FetchPolicy) -> PreparedImage | str:
     """The prepared image, or the spec's status naming why it cannot be one."""
+    if source.prepared is not None:
+        return source.prepared
     data = source.data
     if data is None:
         try:
@@ -224,8 +228,13 @@ def create_images(
     tag_ids: Sequence[str] = (),
     metadata: dict[str, str] | None = None,
     fetch_policy: FetchPolicy = FetchPolicy(),
+    companions: Callable[[Image, ImageInput], Sequence[Base]] | None = None,
 ) -> list[ImageCreateOutcome]:
-    """Add a batch of images. Each image is stored whole or not at all; the others are unaffected."""
+    """Add a batch of images. Each image is stored whole or not at all; the others are unaffected.
+
+    ``companions``: rows that belong with each newly stored image (another room's view of it), committed in
+    the image's own transaction.
+    """
     if not sources:
         raise DomainError("BadRequestImageBatch", "The batch holds no images.")
     if len(sources) > limits.MAX_IMAGES_PER_BATCH:
@@ -266,7 +275,8 @@ def create_images(
         if duplicate is not None:
             outcomes.append(ImageCreateOutcome(status="OKDuplicate", image=duplicate, source_url=source.source_url))
             continue
-        status, image = _store_image(session, blobs, project, result, plan[1], source.regions, metadata)
+        status, image = _store_image(session, blobs, project, result, plan[1], source.regions, metadata,
+                                     (lambda stored, source=source: companions(stored, source)) if companions else None)
         if image is not None:
             seen[result.sha256] = image
         outcomes.append(ImageCreateOutcome(status=status, image=image, source_url=source.source_url))
@@ -285,9 +295,11 @@ def _store_image(
     tags: list[Tag],
     regions: Sequence[RegionInput],
     metadata: dict[str, str],
+    companions: Callable[[Image], Sequence[Base]] | None,
 ) -> tuple[str, Image | None]:
-    """Store one image in a transaction of its own: its blobs first, then its rows. Whatever fails, the image is
-    whole (row, original, resized copy, thumbnail) or absent; a failed image never takes the batch's others along."""
+    """Store one image in a transaction of its own: its blobs first, then its rows (with its ``companions``).
+    Whatever fails, the image is whole (row, original, resized copy, thumbnail) or absent; a failed image never
+    takes the batch's others along."""
     image_id = str(uuid.uuid4())
     keys = _blob_keys(project.id, image_id)
     try:
@@ -306,6 +318,9 @@ def _store_image(
     session.add(image)
     project.last_modified = now
     try:
+        if companions is not None:
+            session.flush()
+            session.add_all(companions(image))
         session.commit()
     except SQLAlchemyError as error:
         session.rollback()

@@ -164,8 +164,17 @@ class QueuedTraining:
     job_id: str  # hand it to the job queue
 
 
-def start_training(session: Session, project: Project, request: TrainingRequest, *, advanced_enabled: bool) -> QueuedTraining:
-    """Validate, snapshot the training set and queue an iteration in status Training, with the job that trains it.
+@dataclass(frozen=True)
+class TrainingPlan:
+    """What a training would learn from, once every rule let it through."""
+
+    snapshot: list[TrainingExample]
+    fingerprint: str
+    detection: bool
+
+
+def plan_training(session: Session, project: Project, request: TrainingRequest, *, advanced_enabled: bool) -> TrainingPlan:
+    """Every check TrainProject makes, and the snapshot it would train on; nothing is stored (a dry run stops here).
 
     ``advanced_enabled``: whether this service runs trainingType=Advanced (an operator's choice).
     """
@@ -205,7 +214,13 @@ def start_training(session: Session, project: Project, request: TrainingRequest,
     last = next((it for it in reversed(iterations) if it.status == COMPLETED), None)
     if last is not None and last.training_fingerprint == key and not request.force_train:
         raise DomainError("BadRequestTrainingNotNeeded", "Nothing changed since the last iteration; pass forceTrain=true to train anyway.")
+    return TrainingPlan(snapshot, key, detection)
 
+
+def start_training(session: Session, project: Project, request: TrainingRequest, *, advanced_enabled: bool) -> QueuedTraining:
+    """Validate, snapshot the training set and queue an iteration in status Training, with the job that trains it."""
+    plan = plan_training(session, project, request, advanced_enabled=advanced_enabled)
+    snapshot, key, detection = plan.snapshot, plan.fingerprint, plan.detection
     now = utcnow()
     number = 1 + (session.scalar(select(func.count()).select_from(Iteration).where(Iteration.project_id == project.id)) or 0)
     iteration = Iteration(

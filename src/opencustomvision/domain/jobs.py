@@ -11,7 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from opencustomvision.storage.models import Job, WorkerBeat, utcnow
@@ -145,19 +146,19 @@ def reclaim_abandoned(session: Session, *, stale_after: timedelta, is_gone: Call
 
 def record_worker_beat(session: Session, worker_id: str) -> None:
     now = utcnow()
-    beat = session.get(WorkerBeat, worker_id)
-    if beat is None:
+    # An UPDATE, not a loaded row: the job's heartbeat thread and the worker's loop both beat, and a stopping
+    # worker removes its row meanwhile.
+    if not session.execute(update(WorkerBeat).where(WorkerBeat.id == worker_id).values(last_seen=now)).rowcount:
         session.add(WorkerBeat(id=worker_id, started=now, last_seen=now))
-    else:
-        beat.last_seen = now
-    session.commit()
+    try:
+        session.commit()
+    except IntegrityError:  # the other beat inserted it first
+        session.rollback()
 
 
 def forget_worker(session: Session, worker_id: str) -> None:
-    beat = session.get(WorkerBeat, worker_id)
-    if beat is not None:
-        session.delete(beat)
-        session.commit()
+    session.execute(delete(WorkerBeat).where(WorkerBeat.id == worker_id))
+    session.commit()
 
 
 @dataclass(frozen=True)

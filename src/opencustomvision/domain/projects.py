@@ -76,15 +76,10 @@ def _check_classification_type(domain: Domain, classification_type: str | None) 
     return classification_type
 
 
-def _check_export_platforms(domain: Domain, platforms: list[str]) -> list[str]:
+def _check_export_platforms(platforms: list[str]) -> list[str]:
     unknown = [platform for platform in platforms if platform not in EXPORT_PLATFORMS]
     if unknown:
         raise DomainError("BadRequestProjectUnsupportedExportPlatform", f"Unknown export platforms: {unknown}.")
-    if platforms and not domain.exportable:
-        raise DomainError(
-            "BadRequestProjectUnsupportedExportPlatform",
-            f"Domain '{domain.name}' is not exportable; choose a compact domain to target export platforms.",
-        )
     return list(dict.fromkeys(platforms))
 
 
@@ -97,7 +92,9 @@ def create_project(
     domain_id: str | None = None,
     classification_type: str | None = None,
     target_export_platforms: list[str] | None = None,
+    commit: bool = True,
 ) -> Project:
+    """A new project; ``commit=False`` leaves it in the caller's transaction (flushed)."""
     count = session.scalar(select(func.count()).select_from(Project).where(Project.resource_id == resource_id))
     if count is not None and count >= limits.MAX_PROJECTS_PER_RESOURCE:
         raise DomainError("BadRequestExceedProjectLimit", f"A resource holds at most {limits.MAX_PROJECTS_PER_RESOURCE} projects.")
@@ -109,13 +106,16 @@ def create_project(
         description=_check_description(description or ""),
         domain_id=domain.id,
         classification_type=_check_classification_type(domain, classification_type),
-        target_export_platforms=_check_export_platforms(domain, target_export_platforms or []),
+        target_export_platforms=_check_export_platforms(target_export_platforms or []),
         use_negative_set=True,
         created=now,
         last_modified=now,
     )
     session.add(project)
-    session.commit()
+    if commit:
+        session.commit()
+    else:
+        session.flush()
     return project
 
 
@@ -137,7 +137,7 @@ def update_project(session: Session, project: Project, changes: ProjectChanges) 
     )
     platforms = changes.target_export_platforms
     project.target_export_platforms = _check_export_platforms(
-        domain, platforms if platforms is not None else list(project.target_export_platforms or [])
+        platforms if platforms is not None else list(project.target_export_platforms or [])
     )
     if changes.augmentation_methods is not None:
         project.augmentation_methods = dict(changes.augmentation_methods)

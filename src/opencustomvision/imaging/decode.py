@@ -26,6 +26,7 @@ __all__ = [
     "PreparedImage",
     "load_rgb",
     "prepare_image",
+    "restore_prepared",
 ]
 
 
@@ -147,6 +148,14 @@ def prepare_image(
         resized_content_type=resized_content_type,
         thumbnail=thumbnail_bytes,
     )
+
+
+def restore_prepared(*, width: int, height: int, format: str, sha256: str, original: bytes, resized: bytes,
+                     thumbnail: bytes) -> PreparedImage:
+    """A PreparedImage rebuilt from what ``prepare_image`` produced and was stored, without decoding again."""
+    resized_type = "image/png" if resized.startswith(b"\x89PNG") else "image/jpeg"
+    return PreparedImage(width=width, height=height, format=format, content_type=_CONTENT_TYPES[format], sha256=sha256,
+                         original=original, resized=resized, resized_content_type=resized_type, thumbnail=thumbnail)
 
 
 def load_rgb(data: bytes, limits: ImageLimits = ImageLimits(), *, min_short_side: int | None = None,

@@ -94,6 +94,18 @@ def load_detector(data: bytes) -> StoredDetector:
         return StoredDetector(arrays["model"].tobytes(), [str(tag_id) for tag_id in arrays["tag_ids"]])
 
 
+def retag_model(iteration: Iteration, blob: bytes, tag_ids: dict[str, str]) -> bytes:
+    """An iteration's stored model with its tag ids renamed by ``tag_ids`` (a project copied under new ids)."""
+    if is_detection(iteration.domain_id):
+        detector = load_detector(blob)
+        return save_detector(StoredDetector(detector.model, [tag_ids.get(t, t) for t in detector.tag_ids]))
+    stored = load_classifier(blob)
+    head = stored.head
+    head.tag_ids_ = [tag_ids.get(t, t) for t in head.tag_ids_]
+    head.negative_tag = tag_ids.get(head.negative_tag, head.negative_tag) if head.negative_tag is not None else None
+    return save_classifier(stored)
+
+
 def detector_key(project_id: str, iteration_id: str) -> str:
     return f"projects/{project_id}/iterations/{iteration_id}/detector.bin"
 

@@ -103,6 +103,8 @@ class Project(Base):
     status: Mapped[str] = mapped_column(String(16), default="Succeeded")
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_modified: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The model type a Scenario client gave when it created this project (Scenario's "type"); None: "custom".
+    scenario_type: Mapped[str | None] = mapped_column(String(64))
 
     tags: Mapped[list[Tag]] = relationship(back_populates="project", cascade="all, delete-orphan", passive_deletes=True)
     images: Mapped[list[Image]] = relationship(back_populates="project", cascade="all, delete-orphan", passive_deletes=True)
@@ -302,3 +304,118 @@ class WorkerBeat(Base):
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
     started: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ScenarioKeyPair(Base):
+    """A resource's Scenario API key and secret (HTTP Basic), kept only as hashes."""
+
+    __tablename__ = "scenario_key_pairs"
+
+    resource_id: Mapped[str] = mapped_column(ForeignKey("resources.id", ondelete="CASCADE"), primary_key=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ScenarioAsset(Base):
+    """An image a Scenario client uploaded to its resource, not yet (or not only) a training image."""
+
+    __tablename__ = "scenario_assets"
+    __table_args__ = (Index("ix_scenario_assets_resource_created", "resource_id", "created"),)
+
+    id: Mapped[str] = mapped_column(Uuid, primary_key=True, default=new_id)
+    resource_id: Mapped[str] = mapped_column(ForeignKey("resources.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(256))
+    description: Mapped[str] = mapped_column(Text, default="")
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    format: Mapped[str] = mapped_column(String(8))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    original_key: Mapped[str] = mapped_column(String(256))
+    resized_key: Mapped[str] = mapped_column(String(256))
+    thumbnail_key: Mapped[str] = mapped_column(String(256))
+
+
+class ScenarioAssetEmbedding(Base):
+    """An asset's embedding by a backbone and that backbone's ImageNet label, made in the background after upload:
+    an image made from the asset starts with them (same resized copy, same vector)."""
+
+    __tablename__ = "scenario_asset_embeddings"
+
+    asset_id: Mapped[str] = mapped_column(ForeignKey("scenario_assets.id", ondelete="CASCADE"), primary_key=True)
+    backbone: Mapped[str] = mapped_column(String(64), primary_key=True)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    label: Mapped[str] = mapped_column(String(256))
+
+
+class TrainingImageDetails(Base):
+    """What a Scenario client said about a project image: its file name, its description, the asset it came from."""
+
+    __tablename__ = "training_image_details"
+
+    image_id: Mapped[str] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(256), default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    source_asset_id: Mapped[str | None] = mapped_column(ForeignKey("scenario_assets.id", ondelete="SET NULL"), index=True)
+
+
+class ImageCaption(Base):
+    """An image's automatic caption, made when it arrived: from the project's own model, else from ImageNet."""
+
+    __tablename__ = "image_captions"
+
+    image_id: Mapped[str] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    text: Mapped[str] = mapped_column(String(512))
+    # "imagenet:<backbone>" or "iteration:<iteration id>": what the label came from.
+    source: Mapped[str] = mapped_column(String(128))
+    preset: Mapped[str] = mapped_column(String(16), default="default")
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TrainingImagePair(Base):
+    """Scenario's training image pairs: a source image, a target image and the instruction between them."""
+
+    __tablename__ = "training_image_pairs"
+
+    id: Mapped[str] = mapped_column(Uuid, primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    source_image_id: Mapped[str | None] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    target_image_id: Mapped[str | None] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    instruction: Mapped[str | None] = mapped_column(Text)
+
+
+class Export(Base):
+    """One export of an iteration to a platform and flavour: its package, once done, is a blob."""
+
+    __tablename__ = "exports"
+    __table_args__ = (Index("ix_exports_iteration_platform", "iteration_id", "platform", "flavor"),)
+
+    id: Mapped[str] = mapped_column(Uuid, primary_key=True, default=new_id)
+    iteration_id: Mapped[str] = mapped_column(ForeignKey("iterations.id", ondelete="CASCADE"))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    platform: Mapped[str] = mapped_column(String(32))
+    flavor: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="Exporting")
+    exporter_version: Mapped[str] = mapped_column(String(16))
+    package_key: Mapped[str | None] = mapped_column(String(256))
+    package_bytes: Mapped[int | None] = mapped_column(Integer)
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ProjectExportToken(Base):
+    """A token from ExportProject: whoever holds it may import a copy of the project, until it expires.
+
+    Only its SHA-256 is stored, as with keys."""
+
+    __tablename__ = "project_export_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -137,6 +137,8 @@ async def _create(
         project = get_project(session, resource.id, project_id)
         outcomes = images.create_images(session, services.blobs, project, sources, tag_ids=tag_ids,
                                         metadata=metadata, fetch_policy=services.fetch_policy)
+        # Captions are made as images arrive, off this request's path (Scenario's view shows them).
+        services.captioner.submit([outcome.image.id for outcome in outcomes if outcome.status == "OK" and outcome.image])
         return present_create_summary(outcomes, links)
 
     summary = await run_in_threadpool(create)

@@ -13,7 +13,7 @@ from opencustomvision.api.deps import Links, ServicesDep, SessionDep, TrainingRe
 from opencustomvision.api.negotiation import read_body, render
 from opencustomvision.api.params import uuid_list
 from opencustomvision.api.presenters import present_box, present_image
-from opencustomvision.domain import iterations, limits
+from opencustomvision.domain import exports, iterations, limits
 from opencustomvision.domain.performance import image_performances, iteration_performance
 from opencustomvision.domain.projects import get_project
 from opencustomvision.storage import models
@@ -31,9 +31,8 @@ def present_iteration(iteration: models.Iteration) -> schemas.Iteration:
         last_modified=iteration.last_modified,
         trained_at=iteration.trained_at,
         project_id=uuid.UUID(iteration.project_id),
-        # Export arrives with its own work; until then no iteration claims to be exportable.
-        exportable=False,
-        exportable_to=[],
+        exportable=bool(exports.exportable_platforms(iteration)),
+        exportable_to=exports.exportable_platforms(iteration),
         domain_id=uuid.UUID(iteration.domain_id),
         classification_type=iteration.classification_type,  # type: ignore[arg-type]
         training_type=iteration.training_type,  # type: ignore[arg-type]
@@ -103,9 +102,12 @@ async def update_iteration(request: Request, project_id: uuid.UUID, iteration_id
 def delete_iteration(project_id: uuid.UUID, iteration_id: uuid.UUID, session: SessionDep, services: ServicesDep,
                      resource: TrainingResource) -> Response:
     project = get_project(session, resource.id, project_id)
-    model_key = iterations.delete_iteration(session, iterations.get_iteration(session, project, iteration_id))
+    iteration = iterations.get_iteration(session, project, iteration_id)
+    packages = exports.exports_blob_prefix(iteration)
+    model_key = iterations.delete_iteration(session, iteration)
     if model_key is not None:
         services.blobs.delete(model_key)
+    services.blobs.delete_prefix(packages)
     return Response(status_code=204)
 
 

@@ -94,6 +94,11 @@ class DetectionModel:
         )
         return cls(config, head_onnx, shared_feature_extractor(config.backbone, Path(cache_dir), threads), threads=threads)
 
+    @property
+    def head_onnx(self) -> bytes:
+        """The trained head's ONNX graph (FEATURE_NAMES in; scores and distances out), as stored."""
+        return self._head_onnx
+
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
