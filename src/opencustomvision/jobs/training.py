@@ -42,8 +42,10 @@ _CHILD_OVERHEAD_SECONDS = 600
 # Each of the two detectors an iteration trains (one without its held-out images, one on all) trains for a
 # number of steps chosen from its images (ml/detection/settings.py); this caps the time those steps may take
 # (caching the backbone's features of the augmented views, once for both, comes on top). A capped schedule
-# is logged: its detector is worse than the same images would give on a quieter machine.
-DETECTOR_SECONDS = 150.0
+# is logged: its detector is worse than the same images would give on a quieter machine. Set well above what
+# the longest schedule (2000 steps, 0.1-0.2 s each on one core) needs, so that only an overloaded machine hits
+# it: a quickstart's 158 steps took 150 s on 2 cores at load average 8-10.
+DETECTOR_SECONDS = 600.0
 
 
 def model_key(project_id: str, iteration_id: str) -> str:
