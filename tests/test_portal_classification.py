@@ -5,6 +5,7 @@ the published URL answers a Prediction-Key client."""
 from __future__ import annotations
 
 import re
+import zipfile
 
 import httpx
 import pytest
@@ -120,6 +121,16 @@ def test_classification_flow(page, live_server: LiveServer, unique_name: str, tm
     answer = httpx.post(url, content=(base / "Test" / "test_image.jpg").read_bytes(),
                         headers={"Prediction-Key": live_server.default.prediction_key, "Content-Type": "application/octet-stream"})
     assert answer.status_code == 200 and answer.json()["predictions"][0]["tagName"] == "Hemlock"
-    # Export is offered with the API's own answer, whatever it is today.
-    page.get_by_role("form", name="Export model").get_by_role("button", name="Export").click()
-    page.get_by_role("region", name="Export").locator(".error, table").first.wait_for()
+    # Export to ONNX on the page: the row turns Done and its link downloads the package the API made.
+    form = page.get_by_role("form", name="Export model")
+    form.get_by_label("Platform").select_option("ONNX")
+    form.get_by_role("button", name="Export").click()
+    exports = page.get_by_role("table", name="Exports")
+    exports.locator("td.status.Done").wait_for(timeout=TRAINING_TIMEOUT_MS)
+    with page.expect_download() as download:
+        exports.get_by_role("link", name="Download").click()
+    package = zipfile.ZipFile(download.value.path())
+    assert any(name.endswith(".onnx") for name in package.namelist()), package.namelist()
+    with api(live_server) as client:
+        listed = client.get(f"/projects/{project_id}/iterations/{iteration_id}/export").json()
+    assert [(e["platform"], e["status"]) for e in listed] == [("ONNX", "Done")]

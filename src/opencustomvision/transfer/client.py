@@ -135,8 +135,10 @@ def _text(value: Any) -> str:
 
 
 def _domain(body: Mapping[str, Any]) -> Domain:
-    return Domain(id=str(body["id"]).lower(), name=_text(body.get("name")), type=_text(body.get("type")),
-                  exportable=bool(body.get("exportable")), enabled=body.get("enabled", True) is not False)
+    name = _text(body.get("name"))
+    # Domain answers carry no "compact" field; Azure and this server both name their compact domains so.
+    return Domain(id=str(body["id"]).lower(), name=name, type=_text(body.get("type")), compact="(compact)" in name,
+                  enabled=body.get("enabled", True) is not False)
 
 
 def _project(body: Mapping[str, Any]) -> Project:
