@@ -105,6 +105,7 @@ class Server:
     data_dir: Path
     log: Path
     startup_seconds: float
+    started_at: float  # time.perf_counter() when the process was started
 
     @property
     def pid(self) -> int:
@@ -144,10 +145,11 @@ def ocv_server(
     command = [*ocv_command(), "serve", "--data-dir", str(data_dir), "--host", "127.0.0.1",
                "--port", str(port), "--log-level", log_level]
     with log.open("wb") as log_file:
+        started_at = time.perf_counter()
         process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         startup = wait_until_up(process, endpoint, training_key, log, timeout)
-        yield Server(process=process, endpoint=endpoint, data_dir=data_dir, log=log, startup_seconds=startup)
+        yield Server(process=process, endpoint=endpoint, data_dir=data_dir, log=log, startup_seconds=startup, started_at=started_at)
     finally:
         process.terminate()
         try:

@@ -58,6 +58,8 @@ if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]] || ! "$venv/bin/python" -c 'i
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps "${nodeps[@]}"
     printf '%s\n' "$want" >"$stamp"
 fi
+# At install, once: the backbones' ONNX exports, which every new data folder then links instead of exporting.
+"$venv/bin/ocv" prepare >/dev/null || echo "dev-setup: 'ocv prepare' failed; the service will export the backbones when it starts" >&2
 
 # TensorFlow.js exports are checked with node and @tensorflow/tfjs (tests/tfjs, from its package-lock.json).
 tfjs=$root/tests/tfjs

@@ -10,6 +10,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from opencustomvision.ml import (
 )
 from opencustomvision.ml import backbone as backbone_module
 from opencustomvision.ml.preprocess import resize_geometry
+from opencustomvision.ml.registry import CLASSIFICATION, BackboneRegistry
 from tests.conftest import shared_data
 
 pytestmark = pytest.mark.db_independent
@@ -52,11 +55,23 @@ def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("models")
 
 
+def _no_prepared_models(patch: pytest.MonkeyPatch, cache: Path) -> None:
+    """No prepared models to link, and none can be written (their folder would lie under a file): exports go
+    into the cache itself."""
+    blocker = cache.parent / f"{cache.name}-no-prepared-models"
+    blocker.write_bytes(b"")
+    patch.setenv("OCV_PREPARED_MODELS", str(blocker / "models"))
+
+
 @pytest.fixture(scope="session")
-def lite0(model_cache: Path) -> Backbone:
-    """Exported from scratch into an empty cache directory: the missing-file path."""
+def lite0(model_cache: Path) -> Iterator[Backbone]:
+    """Exported from scratch into an empty cache directory: the missing-file path, where there are no prepared
+    models to link and none can be written (their folder would lie under a file)."""
     assert not (model_cache / f"{LITE0}.onnx").exists()
-    return Backbone.load(LITE0, model_cache, threads=2)
+    with pytest.MonkeyPatch.context() as patch:
+        _no_prepared_models(patch, model_cache)
+        backbone = Backbone.load(LITE0, model_cache, threads=2)
+    yield backbone
 
 
 @pytest.fixture(scope="session")
@@ -191,7 +206,8 @@ def test_second_load_reuses_the_cached_file(
     assert again.path.stat().st_mtime_ns == before
 
 
-def test_deleted_file_is_rebuilt(lite0: Backbone, tmp_path: Path) -> None:
+def test_deleted_file_is_rebuilt(lite0: Backbone, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_prepared_models(monkeypatch, tmp_path)
     path = tmp_path / f"{LITE0}.onnx"
     path.write_bytes(lite0.path.read_bytes())
     first = Backbone.load(LITE0, tmp_path)
@@ -240,6 +256,82 @@ def test_stale_or_corrupt_file_is_exported_again(
     loaded = Backbone.load(LITE0, tmp_path)
     assert exports == [path]
     assert loaded.embed(preprocess_batch([_chelsea()], 224)).shape == (1, 1280)
+
+
+def test_a_new_cache_links_the_prepared_model_without_torch(lite0: Backbone, model_cache: Path, tmp_path: Path) -> None:
+    """What ``ocv prepare`` buys: a fresh data folder's cache gets the install-time export, not a new one."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from pathlib import Path
+        from opencustomvision.ml import Backbone
+        backbone = Backbone.load({LITE0!r}, Path({str(tmp_path / "fresh")!r}), threads=1)
+        assert "torch" not in sys.modules, "torch was imported: the model was exported again"
+        print(backbone.path)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OCV_PREPARED_MODELS": str(model_cache)}
+    result = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    linked = Path(result.stdout.strip())
+    assert linked == tmp_path / "fresh" / lite0.path.name
+    assert linked.read_bytes() == lite0.path.read_bytes()
+    assert [p.name for p in linked.parent.iterdir()] == [linked.name]  # no temporary file left
+
+
+def test_exports_into_one_folder_take_turns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second caller of a file that is being exported waits for it instead of exporting it again."""
+    monkeypatch.setenv("OCV_PREPARED_MODELS", str(tmp_path / "none-prepared"))
+    target = tmp_path / "cache" / "model.onnx"
+    exporting, exports = threading.Event(), []
+
+    def slow_export(path: Path) -> None:
+        exports.append("first")
+        exporting.set()
+        time.sleep(0.5)
+        path.write_bytes(b"exported once")
+
+    def second_export(path: Path) -> None:
+        exports.append("second")
+        path.write_bytes(b"exported twice")
+
+    first = threading.Thread(target=backbone_module.ensure_exported, args=(target, slow_export))
+    first.start()
+    assert exporting.wait(10)
+    assert backbone_module.ensure_exported(target, second_export) == target  # waits for the first
+    first.join()
+    assert exports == ["first"] and target.read_bytes() == b"exported once"
+
+
+def test_with_nothing_prepared_each_model_is_exported_once_for_every_data_folder(tmp_path: Path,
+                                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """What keeps many servers (the test suite's) on a fresh installation from exporting once each."""
+    prepared = tmp_path / "prepared"
+    monkeypatch.setenv("OCV_PREPARED_MODELS", str(prepared))
+    exports: list[Path] = []
+
+    def export(path: Path) -> None:
+        exports.append(path)
+        path.write_bytes(b"exported")
+
+    first = backbone_module.ensure_exported(tmp_path / "folder-1" / "model.onnx", export)
+    second = backbone_module.ensure_exported(tmp_path / "folder-2" / "model.onnx", export)
+    assert exports == [prepared / "model.onnx"]
+    assert first.read_bytes() == second.read_bytes() == b"exported"
+    assert first.stat().st_ino == second.stat().st_ino == (prepared / "model.onnx").stat().st_ino  # links, not copies
+
+
+def test_the_registry_prepares_in_the_background(lite0: Backbone, model_cache: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OCV_PREPARED_MODELS", str(model_cache))
+    registry = BackboneRegistry(tmp_path / "models", threads=1)
+    preparation = registry.prepare([(CLASSIFICATION, LITE0)])
+    assert registry.prepare([(CLASSIFICATION, LITE0)]) is preparation  # once per registry
+    preparation.join(timeout=120)
+    assert not preparation.is_alive()
+    assert (tmp_path / "models" / lite0.path.name).read_bytes() == lite0.path.read_bytes()
+    backbone = registry.get(LITE0)  # the session opened by the preparation
+    assert backbone is registry.get(LITE0) and backbone.path == tmp_path / "models" / lite0.path.name
 
 
 def test_prediction_never_imports_torch(lite0: Backbone, model_cache: Path) -> None:

@@ -1,4 +1,4 @@
-"""Average precision, precision and recall of detections, on hand-built cases."""
+"""Average precision, precision and recall of detections (ours and COCO's), on hand-built cases."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from opencustomvision.ml.detection.average_precision import (
     average_precision,
     evaluate_detections,
 )
+from opencustomvision.ml.detection.coco_evaluation import coco_evaluation
 
 pytestmark = pytest.mark.db_independent
 
@@ -108,3 +109,45 @@ def test_precision_and_recall_use_only_detections_above_the_threshold() -> None:
 def test_mismatched_image_counts_are_rejected() -> None:
     with pytest.raises(ValueError, match="images"):
         evaluate_detections([[]], [[], []], 1)
+
+
+# --- COCO's measures, from pycocotools ------------------------------------------------------------
+
+SIZES = [(100, 100), (100, 100)]
+
+
+def test_coco_counts_objects_by_size_in_pixels_and_scores_perfect_boxes_one() -> None:
+    small, medium, large = (0.0, 0.0, 0.1, 0.1), (0.2, 0.2, 0.5, 0.5), WHOLE  # 10², 50², 100² px
+    truths = [[(0, small), (0, medium)], [(1, large)]]
+    found = [[(0, 0.9, small), (0, 0.8, medium)], [(1, 0.7, large)]]
+    metrics = coco_evaluation(found, truths, SIZES, 2)
+    assert metrics.objects_by_size == (1, 1, 1)
+    assert metrics.map_50_95 == metrics.map_50 == metrics.map_75 == pytest.approx(1.0)
+    assert metrics.map_small == metrics.map_medium == metrics.map_large == pytest.approx(1.0)
+
+
+def test_coco_mean_over_iou_thresholds_rewards_tight_boxes() -> None:
+    # IoU 50x31 / 50x50 = 0.62: a match at 0.5, 0.55 and 0.6 of COCO's ten thresholds 0.5..0.95.
+    truths = [[(0, (0.0, 0.0, 0.5, 0.5))], []]
+    found = [[(0, 0.9, (0.0, 0.0, 0.5, 0.31))], []]
+    metrics = coco_evaluation(found, truths, SIZES, 1)
+    assert metrics.map_50 == pytest.approx(1.0) and metrics.map_75 == pytest.approx(0.0)
+    assert metrics.map_50_95 == pytest.approx(0.3)
+    assert metrics.map_small is None and metrics.map_large is None  # no such objects to average
+
+
+def test_coco_ap50_agrees_with_our_voc_ap_but_for_interpolation() -> None:
+    # TP, FP, TP over two objects: VOC's all-point AP 1/2 + 1/2 x 2/3; COCO's 101 recall points give
+    # (51 x 1 + 50 x 2/3) / 101.
+    truths = [[(0, LEFT_HALF)], [(0, RIGHT_HALF)]]
+    found = [[(0, 0.9, LEFT_HALF), (0, 0.8, RIGHT_HALF)], [(0, 0.7, RIGHT_HALF)]]
+    voc = evaluate_detections(found, truths, 1).mean_average_precision
+    coco = coco_evaluation(found, truths, SIZES, 1).map_50
+    assert voc == pytest.approx(1 / 2 + 1 / 3)
+    assert coco == pytest.approx((51 + 50 * 2 / 3) / 101)
+
+
+def test_coco_without_detections_is_zero_and_needs_ground_truth() -> None:
+    assert coco_evaluation([[], []], [[(0, WHOLE)], []], SIZES, 1).map_50_95 == 0.0
+    with pytest.raises(ValueError):
+        coco_evaluation([[], []], [[], []], SIZES, 1)

@@ -23,13 +23,14 @@ from opencustomvision.ml.detection import (
     TrainingSettings,
 )
 from opencustomvision.ml.detection.augment import AugmentationSettings, random_view
+from opencustomvision.ml.detection.settings import planned_steps
 from opencustomvision.ml.detection.boxes import box_area, ltwh_to_xyxy, pairwise_iou
 from opencustomvision.ml.detection.features import (
     FEATURE_STRIDES,
     FeatureExtractor,
     preprocess_stretched,
 )
-from opencustomvision.ml.detection.targets import anchor_points, assign_targets
+from opencustomvision.ml.detection.targets import anchor_points, assign_targets_atss
 from tests.conftest import shared_data
 
 pytestmark = pytest.mark.db_independent
@@ -50,33 +51,34 @@ def test_anchor_points_are_cell_centres_level_by_level() -> None:
     np.testing.assert_allclose(points.strides, [16] * 16 + [32] * 4)
 
 
-def test_targets_hand_computed_for_a_small_box() -> None:
-    points = anchor_points(64, (8, 16, 32))
-    # A 20x20 box: its largest point-to-side distance is < 64 px, so it belongs to stride 8.
-    # Stride-8 points sit at 4, 12, 20, 28, 36, ...: strictly inside the box are 28 and 36 on
-    # each axis (20 lies on the edge), all within 1.5 strides (12 px) of the centre (30, 30).
-    targets = assign_targets(points, np.array([[20.0, 20.0, 40.0, 40.0]]), np.array([2]))
+@pytest.mark.parametrize(("side", "stride"), [(6, 8), (16, 8), (60, 16), (250, 32), (320, 32)])
+def test_atss_puts_a_box_on_the_level_whose_anchors_fit_it(side: float, stride: float) -> None:
+    # Anchors are 5 strides square (40, 80, 160 px at a 320 px input): the level whose anchors overlap the box
+    # best holds its positives, with no size range fixed in advance.
+    points = anchor_points(320, (8, 16, 32))
+    centre = 160.3
+    box = np.array([[centre - side / 2, centre - side / 2, centre + side / 2, centre + side / 2]])
+    targets = assign_targets_atss(points, box, np.array([1]))
     positive = np.flatnonzero(targets.classes >= 0)
+    assert len(positive) >= 1 and set(points.strides[positive]) == {stride}
+    assert np.all(targets.classes[positive] == 1)
     xy = points.xy[positive]
-    assert set(map(tuple, xy)) == {(x, y) for x in (28.0, 36.0) for y in (28.0, 36.0)}
-    assert set(points.strides[positive]) == {8.0}
-    assert np.all(targets.classes[positive] == 2)
-    first = positive[np.argmin(xy[:, 0] + xy[:, 1])]  # the point (28, 28)
-    np.testing.assert_allclose(targets.distances[first], [8 / 8, 8 / 8, 12 / 8, 12 / 8])
-    np.testing.assert_allclose(targets.centerness[first], np.sqrt((8 / 12) * (8 / 12)), rtol=1e-6)
+    # Positives lie inside the box (a box too small to hold a point gets its best candidate alone) ...
+    assert len(positive) == 1 or np.all((xy > box[0, :2]) & (xy < box[0, 2:]))
+    # ... and their targets are the distances to the box's sides, in strides.
+    decoded = np.concatenate([xy - targets.distances[positive, :2] * stride, xy + targets.distances[positive, 2:] * stride], axis=1)
+    inside = (xy > box[0, :2]).all(axis=1) & (xy < box[0, 2:]).all(axis=1)
+    np.testing.assert_allclose(decoded[inside], np.repeat(box, inside.sum(), axis=0), atol=1e-4)
     assert np.all(targets.distances[targets.classes < 0] == 0)
 
 
-def test_targets_put_a_large_box_on_the_coarse_level_and_prefer_the_smaller_box() -> None:
+def test_atss_gives_a_contested_point_to_the_box_its_anchor_fits_best() -> None:
     points = anchor_points(320, (8, 16, 32))
-    big = [0.0, 0.0, 320.0, 320.0]  # reach 160 >= 128: stride 32 only
-    small_inside = [150.0, 150.0, 170.0, 170.0]
-    targets = assign_targets(points, np.array([big, small_inside]), np.array([0, 1]))
-    assert set(points.strides[targets.classes == 0]) == {32.0}
-    assert set(points.strides[targets.classes == 1]) == {8.0}
-    # No image has no positives; an image without boxes is all background.
-    empty = assign_targets(points, np.zeros((0, 4)), np.zeros(0, dtype=np.int64))
-    assert np.all(empty.classes == -1)
+    small, large = [100.0, 100.0, 160.0, 160.0], [90.0, 90.0, 250.0, 250.0]
+    targets = assign_targets_atss(points, np.array([small, large]), np.array([0, 1]))
+    assert set(points.strides[targets.classes == 0]) == {16.0}
+    assert set(points.strides[targets.classes == 1]) == {32.0}
+    assert assign_targets_atss(points, np.zeros((0, 4)), np.zeros(0, dtype=np.int64)).classes.max() == -1
 
 
 # --- augmentation -------------------------------------------------------------------------
@@ -190,10 +192,11 @@ def _quickstart() -> tuple[list[Image.Image], list[list[tuple[int, tuple[float, 
 @pytest.mark.slow
 def test_quickstart_detector_finds_the_fork_and_survives_storage(detection_cache: Path) -> None:
     images, regions, test_image = _quickstart()
-    # A budget that never binds: the epoch count, hence the result, does not depend on machine load.
-    settings = TrainingSettings(max_epochs=30)
-    detector = ObjectDetector(LITE0, cache_dir=detection_cache, time_budget_seconds=600, seed=0, threads=1, settings=settings)
+    detector = ObjectDetector(LITE0, cache_dir=detection_cache, seed=0, threads=1)
     detector.fit(images, regions, tag_count=2)
+    # The schedule is steps chosen from the data (25 x sqrt(40)), not what the clock allowed.
+    assert detector.schedule_.planned_steps == detector.schedule_.steps_done == planned_steps(40, TrainingSettings()) == 158
+    assert not detector.schedule_.capped
 
     losses = [report.loss for report in detector.history_]
     assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:2])
@@ -203,8 +206,8 @@ def test_quickstart_detector_finds_the_fork_and_survives_storage(detection_cache
     top = detections[0]
     assert top.tag == 0  # fork
     assert top.probability > 0.4
-    # Tight enough: the box holds the fork and not much more (IoU 0.58 here, 0.68 after 60
-    # epochs; what is missed is a margin above and below the diagonal fork).
+    # Tight enough: the box holds the fork and not much more (what is missed is a margin above and
+    # below the diagonal fork).
     predicted, fork = ltwh_to_xyxy([top.box]), ltwh_to_xyxy([TEST_FORK])
     assert pairwise_iou(predicted, fork)[0, 0] > 0.5
     overlap = np.concatenate([np.maximum(predicted[:, :2], fork[:, :2]), np.minimum(predicted[:, 2:], fork[:, 2:])], axis=1)
@@ -245,17 +248,37 @@ def _test_image_path() -> Path:
     return shared_data("customvision-samples", "ObjectDetection") / "Images" / "test" / "test_image.jpg"
 
 
+def test_the_schedule_is_steps_from_the_data() -> None:
+    settings = TrainingSettings()
+    assert [planned_steps(n, settings) for n in (1, 16, 40, 160, 292)] == [100, 100, 158, 316, 427]
+    assert planned_steps(10**6, settings) == settings.max_steps
+    assert planned_steps(40, settings, scale=0.5) == 79
+    with pytest.raises(ValueError):
+        planned_steps(0, settings)
+
+
 @pytest.mark.slow
-def test_training_is_reproducible_for_a_seed(detection_cache: Path) -> None:
+def test_training_is_reproducible_for_a_seed_and_capped_only_by_the_clock(detection_cache: Path) -> None:
     images, regions, _ = _quickstart()
     images, regions = images[::5], regions[::5]
-    settings = TrainingSettings(views_per_image=2, max_epochs=3)
+    settings = TrainingSettings(views_per_image=2)
+    prepared = ObjectDetector(LITE0, cache_dir=detection_cache, threads=1, settings=settings).prepare(images, regions, 2)
 
-    def losses(seed: int) -> list[float]:
-        detector = ObjectDetector(LITE0, cache_dir=detection_cache, time_budget_seconds=600, seed=seed, threads=1, settings=settings)
-        return [r.loss for r in detector.fit(images, regions, tag_count=2).history_]
+    def fitted(seed: int, **options: float) -> ObjectDetector:
+        detector = ObjectDetector(LITE0, cache_dir=detection_cache, seed=seed, threads=1, settings=settings, **options)
+        return detector.fit_prepared(prepared)
 
-    first = losses(0)
-    assert len(first) == 3
-    assert losses(0) == first
-    assert losses(1) != first
+    first = fitted(0, step_scale=0.05)
+    assert first.schedule_.steps_done == first.schedule_.planned_steps == 5 and not first.schedule_.capped
+    again = fitted(0, step_scale=0.05)
+    assert [r.loss for r in again.history_] == [r.loss for r in first.history_]
+    assert again.predict(images[0]) == first.predict(images[0])
+    assert [r.loss for r in fitted(1, step_scale=0.05).history_] != [r.loss for r in first.history_]
+
+    # A cap the planned steps cannot fit in: fewer steps, said so.
+    capped = fitted(0, time_budget_seconds=1e-3)
+    assert capped.schedule_.capped and capped.schedule_.steps_done < capped.schedule_.planned_steps == 100
+
+    subset = fitted(0, step_scale=0.05)
+    with pytest.raises(ValueError, match="image indices"):
+        subset.fit_prepared(prepared, [len(images)])

@@ -31,6 +31,7 @@ from opencustomvision.api.training import (
 )
 from opencustomvision.captioning import BackgroundCaptioner, Labeler
 from opencustomvision.config import Settings
+from opencustomvision.domain.catalog import ACCURATE_BACKBONE, COMPACT_BACKBONE, DETECTION_BACKBONE
 from opencustomvision.imaging.budget import DecodeBudget, set_decode_budget
 from opencustomvision.imaging.fetch import FetchPolicy
 from opencustomvision.embeddings import EmbeddingCache
@@ -44,7 +45,8 @@ from opencustomvision.jobs.runner import JobHandler, JobRunner
 from opencustomvision.jobs.exports import ExportJob
 from opencustomvision.jobs.training import TrainingJob
 from opencustomvision.jobs.worker import InProcessWorker
-from opencustomvision.ml.registry import BackboneRegistry
+from opencustomvision.ml.heads import import_solvers
+from opencustomvision.ml.registry import CLASSIFICATION, DETECTION, BackboneRegistry
 from opencustomvision.portal import PREFIX as PORTAL_PREFIX, Portal
 from opencustomvision.storage.blobs import BlobStore, open_blob_store
 from opencustomvision.storage.db import create_db_engine, migrate, session_factory
@@ -52,6 +54,8 @@ from opencustomvision.storage.models import ServiceSecret
 from opencustomvision.storage.signing import BlobLinkSigner
 
 BLOB_LINK_SECRET = "blob-link-key"
+# Made ready when the service starts, most wanted first: General (the default domain), detection, the compact domains.
+BACKBONES_TO_PREPARE = ((CLASSIFICATION, ACCURATE_BACKBONE), (DETECTION, DETECTION_BACKBONE), (CLASSIFICATION, COMPACT_BACKBONE))
 
 
 def shared_secret(session: Session, name: str) -> str:
@@ -132,6 +136,8 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # In the background: the first answers never wait for it, a training that arrives first waits for what is left.
+        services.predictor.backbones.prepare(BACKBONES_TO_PREPARE, warm_up=(import_solvers,))
         services.jobs.start()
         services.captioner.start()
         yield

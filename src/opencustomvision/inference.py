@@ -54,6 +54,10 @@ class Predictor:
         self._models: OrderedDict[str, LoadedModel | LoadedDetector] = OrderedDict()
         self._lock = threading.Lock()
 
+    @property
+    def backbones(self) -> BackboneRegistry:
+        return self._backbones
+
     def _cached(self, model_key: str, load: Callable[[bytes], T]) -> T:
         with self._lock:
             if model_key in self._models:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from opencustomvision.cli import dataset, migrate, resources, serve, worker
+from opencustomvision.cli import dataset, migrate, prepare, resources, serve, worker
 from opencustomvision.cli.serve import prepare_default_resource
 
 __all__ = ["build_parser", "main", "prepare_default_resource"]
 
 # Each module's register(commands, data_dir) adds its subcommand(s); run(args) -> exit code is set as a default.
-COMMAND_MODULES = (serve, resources, worker, migrate, dataset)
+COMMAND_MODULES = (serve, prepare, resources, worker, migrate, dataset)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,12 +16,13 @@ def worker(args: argparse.Namespace) -> int:
         print("ocv worker: set OCV_QUEUE_URL=redis://host:port/db (without it, `ocv serve` runs jobs itself)", file=sys.stderr)
         return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from opencustomvision.app import build_core
+    from opencustomvision.app import BACKBONES_TO_PREPARE, build_core
     from opencustomvision.jobs.queue import new_worker_id
     from opencustomvision.jobs.rq_queue import RqJobQueue, RqWorker
     from opencustomvision.jobs.runner import JobRunner
 
     core = build_core(settings)
+    core.backbones.prepare(BACKBONES_TO_PREPARE)  # the first job then waits only for what is left
     runner = JobRunner(core.sessions, core.handlers, worker_id=new_worker_id("rq"))
     process = RqWorker(RqJobQueue(settings.queue_url), core.sessions, runner, maintenance=core.maintenance(settings))
     print(f"ocv worker {runner.worker_id}: jobs from {settings.queue_url.split('@')[-1]}", flush=True)

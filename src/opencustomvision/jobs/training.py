@@ -39,9 +39,13 @@ from opencustomvision.storage.models import Iteration, IterationImage, Project, 
 logger = logging.getLogger(__name__)
 # A child's time limit is its training budget plus this margin for start-up, decoding and export.
 _CHILD_OVERHEAD_SECONDS = 600
-# Each of the two detectors an iteration trains (one without its held-out images, one on all) gets this
-# much time for its epochs; caching the backbone's features of the augmented views comes on top.
-DETECTOR_SECONDS = 150.0
+# Each of the two detectors an iteration trains (one without its held-out images, one on all) trains for a
+# number of steps chosen from its images (ml/detection/settings.py); this caps the time those steps may take
+# (caching the backbone's features of the augmented views, once for both, comes on top). A capped schedule
+# is logged: its detector is worse than the same images would give on a quieter machine. Set well above what
+# the longest schedule (2000 steps, 0.1-0.2 s each on one core) needs, so that only an overloaded machine hits
+# it: a quickstart's 158 steps took 150 s on 2 cores at load average 8-10.
+DETECTOR_SECONDS = 600.0
 
 
 def model_key(project_id: str, iteration_id: str) -> str:
@@ -250,6 +254,10 @@ class TrainingJob:
             report = detection_training.run_in_child(workdir, timeout_seconds=2 * DETECTOR_SECONDS + _CHILD_OVERHEAD_SECONDS,
                                                      should_stop=context.should_stop)
             logger.info("iteration %s: detector trained: %s", iteration.id, report)
+            for name in ("evaluator", "final"):
+                if report.get(name, {}).get("capped"):  # type: ignore[union-attr]
+                    logger.warning("iteration %s: the %s detector's schedule was cut short by the %.0f s cap: %s",
+                                   iteration.id, name, DETECTOR_SECONDS, report[name])
             validation = json.loads((workdir / "validation.json").read_text())
             model = (workdir / "model.bin").read_bytes()
         key = detector_key(iteration.project_id, iteration.id)

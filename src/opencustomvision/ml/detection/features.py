@@ -25,7 +25,9 @@ from PIL import Image
 from opencustomvision.ml.backbone import (
     BackboneError,
     build_torch_model,
+    ensure_exported,
     export_in_child,
+    export_lock,
     export_module,
     get_spec,
     session_options,
@@ -141,11 +143,8 @@ def _export_isolated(name: str, path: Path) -> Path:
 
 
 def ensure_multiscale_onnx(name: str, cache_dir: Path) -> Path:
-    """The cached multi-scale ONNX file for ``name``, exported first if it is missing."""
-    path = multiscale_onnx_path(name, cache_dir)
-    if not path.is_file():
-        _export_isolated(name, path)
-    return path
+    """The cached multi-scale ONNX file for ``name``, linked from the prepared models or exported first if missing."""
+    return ensure_exported(multiscale_onnx_path(name, cache_dir), lambda path: _export_isolated(name, path))
 
 
 class FeatureExtractor:
@@ -162,7 +161,8 @@ class FeatureExtractor:
         session = _open_checked(path, name, threads)
         if session is None:
             logger.warning("%s is stale; exporting it again", path)
-            _export_isolated(name, path)
+            with export_lock(path.parent):
+                _export_isolated(name, path)
             session = _open_checked(path, name, threads)
             if session is None:
                 raise BackboneError(f"{path}: freshly exported, yet not a {name} multi-scale model")

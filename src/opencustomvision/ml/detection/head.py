@@ -1,10 +1,10 @@
-"""The trainable part of the detector (torch): a light feature pyramid and FCOS-style outputs.
+"""The trainable part of the detector (torch): a light feature pyramid and Generalised Focal Loss outputs.
 
 Input: the backbone's three maps (strides 8, 16, 32). Each goes through a 1x1 projection
 to ``width`` channels and the coarser levels are added top-down (FPN), so the fine level
-also sees the stride-32 context. Two small towers of depthwise-separable 3x3 convolutions,
-shared by all levels, then predict per point: class logits, the four side distances (in
-strides, positive through ``exp`` with a learnt per-level scale) and centre-ness.
+also sees the stride-32 context. One small tower of depthwise-separable 3x3 convolutions,
+shared by all levels, then predicts per point: class logits whose probability is the box's
+expected IoU, and for each side a distribution over distances (in strides).
 
 Depthwise-separable convolutions keep a training step cheap on a CPU: training runs on
 cached backbone features, so the head is the whole cost of an epoch.
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["DetectionHead", "ExportedHead", "detection_loss"]
+__all__ = ["DISTANCE_BINS", "ExportedQualityHead", "QualityHead", "quality_loss"]
 
 PRIOR_PROBABILITY = 0.01  # initial foreground probability, so early focal loss is not swamped
 
@@ -33,101 +33,13 @@ class _SeparableConv(nn.Sequential):
         )
 
 
-class DetectionHead(nn.Module):
-    def __init__(self, in_channels: tuple[int, ...], class_count: int, width: int = 64, depth: int = 2) -> None:
-        super().__init__()
-        self.class_count = class_count
-        self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in in_channels)
-        self.class_tower = nn.Sequential(*(_SeparableConv(width) for _ in range(depth)))
-        self.box_tower = nn.Sequential(*(_SeparableConv(width) for _ in range(depth)))
-        self.class_logits = nn.Conv2d(width, class_count, 3, padding=1)
-        self.distances = nn.Conv2d(width, 4, 3, padding=1)
-        self.centerness = nn.Conv2d(width, 1, 3, padding=1)
-        self.level_scales = nn.Parameter(torch.ones(len(in_channels)))
-        nn.init.constant_(self.class_logits.bias, -math.log((1 - PRIOR_PROBABILITY) / PRIOR_PROBABILITY))
-
-    def forward(self, *features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(class logits (N, L, C), distances in strides (N, L, 4), centre-ness logits (N, L))."""
-        pyramid = [lateral(f) for lateral, f in zip(self.lateral, features, strict=True)]
-        for level in range(len(pyramid) - 2, -1, -1):
-            coarser = F.interpolate(pyramid[level + 1], size=pyramid[level].shape[-2:], mode="nearest")
-            pyramid[level] = pyramid[level] + coarser
-        logits, distances, centerness = [], [], []
-        for level, p in enumerate(pyramid):
-            class_features = self.class_tower(p)
-            box_features = self.box_tower(p)
-            logits.append(self.class_logits(class_features).flatten(2))
-            # Clamped before exp: a diverging early step must not overflow to inf.
-            scaled = (self.distances(box_features) * self.level_scales[level]).clamp(max=8.0)
-            distances.append(torch.exp(scaled).flatten(2))
-            centerness.append(self.centerness(box_features).flatten(2))
-        return (
-            torch.cat(logits, dim=2).transpose(1, 2),
-            torch.cat(distances, dim=2).transpose(1, 2),
-            torch.cat(centerness, dim=2)[:, 0],
-        )
-
-
-class ExportedHead(nn.Module):
-    """What the ONNX file computes: per-point class scores and distances, ready to decode.
-
-    The score is FCOS's sqrt(class probability x centre-ness): centre-ness ranks the
-    well-centred point of an object above its off-centre neighbours before NMS.
-    """
-
-    def __init__(self, head: DetectionHead) -> None:
-        super().__init__()
-        self.head = head
-
-    def forward(self, *features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits, distances, centerness = self.head(*features)
-        scores = torch.sqrt(torch.sigmoid(logits) * torch.sigmoid(centerness)[..., None])
-        return scores, distances
-
-
-def detection_loss(
-    logits: torch.Tensor,
-    distances: torch.Tensor,
-    centerness_logits: torch.Tensor,
-    target_classes: torch.Tensor,
-    target_distances: torch.Tensor,
-    target_centerness: torch.Tensor,
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """FCOS loss: focal loss on every point, GIoU and centre-ness BCE on positives.
-
-    Each term is normalised by the number of positives (at least 1) in the batch.
-    """
-    positive = target_classes >= 0
-    positives = max(int(positive.sum()), 1)
-
-    one_hot = torch.zeros_like(logits)
-    one_hot[positive] = F.one_hot(target_classes[positive], logits.shape[-1]).to(logits.dtype)
-    focal = _sigmoid_focal_loss(logits, one_hot).sum() / positives
-
-    if positive.any():
-        weights = target_centerness[positive]
-        giou = (_giou_loss(distances[positive], target_distances[positive]) * weights).sum() / weights.sum().clamp(
-            min=1e-6
-        )
-        centerness = F.binary_cross_entropy_with_logits(
-            centerness_logits[positive], target_centerness[positive], reduction="sum"
-        ) / positives
-    else:
-        giou = centerness = logits.sum() * 0.0
-    total = focal + giou + centerness
-    return total, {"focal": focal.item(), "giou": giou.item(), "centerness": centerness.item()}
-
-
-def _sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:
-    probability = torch.sigmoid(logits)
-    cross_entropy = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
-    p_true = probability * targets + (1 - probability) * (1 - targets)
-    alpha_weight = alpha * targets + (1 - alpha) * (1 - targets)
-    return alpha_weight * (1 - p_true) ** gamma * cross_entropy
-
-
 def _giou_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """1 - GIoU of two boxes given as (left, top, right, bottom) distances from the same point."""
+    return 1 - _overlaps(predicted, target)[1]
+
+
+def _overlaps(predicted: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(IoU, GIoU) of pairs of boxes given as (left, top, right, bottom) distances from the same point."""
     predicted_area = (predicted[:, 0] + predicted[:, 2]) * (predicted[:, 1] + predicted[:, 3])
     target_area = (target[:, 0] + target[:, 2]) * (target[:, 1] + target[:, 3])
     overlap_width = torch.minimum(predicted[:, 0], target[:, 0]) + torch.minimum(predicted[:, 2], target[:, 2])
@@ -138,5 +50,104 @@ def _giou_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     enclosing_height = torch.maximum(predicted[:, 1], target[:, 1]) + torch.maximum(predicted[:, 3], target[:, 3])
     enclosing = enclosing_width * enclosing_height
     iou = intersection / union.clamp(min=1e-9)
-    giou = iou - (enclosing - union) / enclosing.clamp(min=1e-9)
-    return 1 - giou
+    return iou, iou - (enclosing - union) / enclosing.clamp(min=1e-9)
+
+
+# Generalised Focal Loss (Li et al., 2020), as NanoDet's head uses it.
+
+DISTANCE_BINS = 8  # each side's distance is a distribution over 0..7 strides
+
+
+class QualityHead(nn.Module):
+    """One shared tower for classes and boxes; the class score is the box's expected IoU (no centre-ness).
+
+    Per point: class logits trained with Quality Focal Loss (target: the IoU of the predicted box with
+    its object), and per side a distribution over DISTANCE_BINS distances (Distribution Focal Loss),
+    whose expectation is the distance. 1x1 output convolutions keep a training step cheap.
+    """
+
+    def __init__(self, in_channels: tuple[int, ...], class_count: int, width: int = 64, depth: int = 2) -> None:
+        super().__init__()
+        self.class_count = class_count
+        self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in in_channels)
+        self.tower = nn.Sequential(*(_SeparableConv(width) for _ in range(depth)))
+        self.class_logits = nn.Conv2d(width, class_count, 1)
+        self.distance_logits = nn.Conv2d(width, 4 * DISTANCE_BINS, 1)
+        nn.init.constant_(self.class_logits.bias, -math.log((1 - PRIOR_PROBABILITY) / PRIOR_PROBABILITY))
+        self.register_buffer("bin_values", torch.arange(DISTANCE_BINS, dtype=torch.float32), persistent=False)
+
+    def forward(self, *features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(class logits (N, L, C), distance logits (N, L, 4, DISTANCE_BINS))."""
+        pyramid = [lateral(f) for lateral, f in zip(self.lateral, features, strict=True)]
+        for level in range(len(pyramid) - 2, -1, -1):
+            coarser = F.interpolate(pyramid[level + 1], size=pyramid[level].shape[-2:], mode="nearest")
+            pyramid[level] = pyramid[level] + coarser
+        logits, distances = [], []
+        for p in pyramid:
+            shared = self.tower(p)
+            logits.append(self.class_logits(shared).flatten(2))
+            distances.append(self.distance_logits(shared).flatten(2))
+        batch = features[0].shape[0]
+        return (
+            torch.cat(logits, dim=2).transpose(1, 2),
+            torch.cat(distances, dim=2).transpose(1, 2).reshape(batch, -1, 4, DISTANCE_BINS),
+        )
+
+    def expected_distances(self, distance_logits: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(distance_logits, dim=-1) @ self.bin_values
+
+
+class ExportedQualityHead(nn.Module):
+    """What the ONNX file computes: per-point class scores and distances in strides, ready to decode."""
+
+    def __init__(self, head: QualityHead) -> None:
+        super().__init__()
+        self.head = head
+
+    def forward(self, *features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, distance_logits = self.head(*features)
+        return torch.sigmoid(logits), self.head.expected_distances(distance_logits)
+
+
+QFL_WEIGHT, GIOU_WEIGHT, DFL_WEIGHT = 1.0, 2.0, 0.25  # GFL's
+
+
+def quality_loss(
+    head: QualityHead,
+    logits: torch.Tensor,
+    distance_logits: torch.Tensor,
+    target_classes: torch.Tensor,
+    target_distances: torch.Tensor,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """GFL: Quality Focal Loss on every point; GIoU and Distribution Focal Loss on positives, weighted by
+    the prediction's confidence. QFL is normalised by the positives, the box terms by their weights."""
+    positive = target_classes >= 0
+    positives = max(int(positive.sum()), 1)
+    quality = torch.zeros_like(logits)
+    if positive.any():
+        predicted = head.expected_distances(distance_logits[positive])
+        wanted = target_distances[positive]
+        with torch.no_grad():
+            iou = _overlaps(predicted, wanted)[0].clamp(min=0)
+            quality[positive] = F.one_hot(target_classes[positive], logits.shape[-1]).to(logits.dtype) * iou[:, None]
+            weights = torch.sigmoid(logits[positive]).max(dim=1).values
+        weight_sum = weights.sum().clamp(min=1e-6)
+        giou = (_giou_loss(predicted, wanted) * weights).sum() / weight_sum
+        dfl = (_distribution_focal_loss(distance_logits[positive], wanted) * weights[:, None]).sum() / (4 * weight_sum)
+    else:
+        giou = dfl = logits.sum() * 0.0
+    probability = torch.sigmoid(logits)
+    qfl = (F.binary_cross_entropy_with_logits(logits, quality, reduction="none") * (quality - probability).abs().pow(2)).sum() / positives
+    total = QFL_WEIGHT * qfl + GIOU_WEIGHT * giou + DFL_WEIGHT * dfl
+    return total, {"qfl": qfl.item(), "giou": giou.item(), "dfl": dfl.item()}
+
+
+def _distribution_focal_loss(distance_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(P, 4) cross-entropy of each side's distribution with the two bins around the target distance."""
+    target = target.clamp(0, DISTANCE_BINS - 1 - 1e-3)
+    lower = target.floor().long()
+    upper_weight = target - lower
+    log_probabilities = F.log_softmax(distance_logits, dim=-1)
+    lower_term = log_probabilities.gather(-1, lower[..., None])[..., 0]
+    upper_term = log_probabilities.gather(-1, (lower + 1)[..., None])[..., 0]
+    return -(lower_term * (1 - upper_weight) + upper_term * upper_weight)

@@ -3,13 +3,15 @@
 The training job writes a work directory and runs ``python -m opencustomvision.ml.detection.isolated
 WORKDIR``: torch never loads into the server, and the child ends if the server does.
 
-    WORKDIR/request.json   {"backbone", "tag_count", "seconds_per_model", "held_out": [image index, ...]}
+    WORKDIR/request.json   {"backbone", "tag_count", "seconds_per_model", "held_out": [image index, ...], "cache_dir"}
     WORKDIR/regions.json   per image: [[tag index, left, top, width, height], ...] (normalised)
     WORKDIR/images/{i}.img the stored bytes of image i
 
-It trains one detector without the held-out images and records what that detector finds in each of
-them (``validation.json``: {"i": [[tag index, probability, left, top, width, height], ...]}), then
-trains the detector to keep on every image (``model.bin``, ``DetectionModel.to_bytes``).
+The backbone's views of every image are cached once; a detector trained on them without the held-out
+images records what it finds in each of them (``validation.json``: {"i": [[tag index, probability, left,
+top, width, height], ...]}), then the detector to keep is trained on every image (``model.bin``,
+``DetectionModel.to_bytes``). ``report.json`` says how many steps each planned and trained, and whether
+the time cap (``seconds_per_model``) cut one short.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -53,21 +56,22 @@ def main(workdir: Path) -> None:
     images = [load_rgb((workdir / "images" / f"{i}.img").read_bytes(), min_short_side=_DETECTION_INPUT_SIDE)
               for i in range(len(regions))]
     held_out = set(request["held_out"])
-    kept = [i for i in range(len(images)) if i not in held_out]
 
-    def fit(indices: list[int]) -> ObjectDetector:
+    def detector() -> ObjectDetector:
         return ObjectDetector(request["backbone"], cache_dir=Path(request["cache_dir"]),
-                              time_budget_seconds=float(request["seconds_per_model"])).fit(
-            [images[i] for i in indices], [regions[i] for i in indices], int(request["tag_count"]))
+                              time_budget_seconds=float(request["seconds_per_model"]))
 
-    evaluator = fit(kept)
+    prepared = detector().prepare(images, regions, int(request["tag_count"]))
+    evaluator = detector().fit_prepared(prepared, [i for i in range(len(images)) if i not in held_out])
     validation = {
         str(i): [[d.tag, d.probability, *d.box] for d in evaluator.predict(images[i])] for i in sorted(held_out)
     }
-    final = fit(list(range(len(images))))
+    final = detector().fit_prepared(prepared)
     (workdir / "model.bin").write_bytes(final.to_bytes())
     (workdir / "validation.json").write_text(json.dumps(validation))
-    (workdir / "report.json").write_text(json.dumps({"epochs": len(final.history_), "dropped_regions": final.dropped_regions_}))
+    (workdir / "report.json").write_text(json.dumps({
+        "caching_seconds": round(prepared.views.seconds, 1), "evaluator": asdict(evaluator.schedule_),
+        "final": asdict(final.schedule_), "dropped_regions": final.dropped_regions_}))
 
 
 if __name__ == "__main__":

@@ -1,20 +1,20 @@
 """Fitting the detection head on cached backbone features (torch, CPU).
 
-The backbone stays frozen, so its features are computed once: for every training image,
-the plain view plus ``views_per_image - 1`` random augmented views (crop/zoom-out,
-aspect jitter, flip, colour) go through the ONNX backbone and are kept in float16. Each
-epoch then draws one cached view per image and trains only the head on it, which makes
-an epoch ~50x cheaper than running the backbone, at the price of a fixed pool of
-augmentations instead of fresh ones every epoch.
+The backbone stays frozen, so its features are computed once (``views.py``): for every training image,
+the plain view plus augmented ones, kept in float16 with their assigned targets. A step then draws a
+batch of cached views (each image once per pass over the data, one of its views at random) and trains
+only the head on it, ~50x cheaper than running the backbone, at the price of a fixed pool of
+augmentations instead of fresh ones every step.
 
-The number of epochs follows the time budget: after every epoch, the remaining time and
-the median epoch so far decide how many more fit (capped at ``max_epochs``), and the
-cosine learning-rate schedule is laid over that many, so a short budget still ends at a
-low learning rate.
+The number of steps is fixed before training from the number of images (``settings.planned_steps``),
+so the result does not depend on the machine's load. A warm-up of one pass, then a cosine decay to zero
+over the planned steps. The time budget is a cap only: when the steps so far say the rest would not fit,
+the remaining steps are cut to what fits (the decay still ends at zero) and the schedule is marked capped.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import tempfile
@@ -25,137 +25,119 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from opencustomvision.ml.backbone import export_module
-from opencustomvision.ml.detection.augment import (
-    AugmentationSettings,
-    identity_view,
-    random_view,
-)
-from opencustomvision.ml.detection.features import (
-    FEATURE_NAMES,
-    FeatureExtractor,
-    normalise_pixels,
-)
-from opencustomvision.ml.detection.head import (
-    DetectionHead,
-    ExportedHead,
-    detection_loss,
-)
-from opencustomvision.ml.detection.model import (
-    DISTANCES_OUTPUT,
-    SCORES_OUTPUT,
-    DetectionModel,
-    DetectorConfig,
-)
-from opencustomvision.ml.detection.settings import TrainingSettings
-from opencustomvision.ml.detection.targets import Targets, anchor_points, assign_targets
+from opencustomvision.ml.detection.features import FEATURE_NAMES, FeatureExtractor
+from opencustomvision.ml.detection.head import ExportedQualityHead, QualityHead, quality_loss
+from opencustomvision.ml.detection.model import DISTANCES_OUTPUT, SCORES_OUTPUT, DetectionModel, DetectorConfig
+from opencustomvision.ml.detection.settings import Schedule, TrainingSettings
+from opencustomvision.ml.detection.views import TrainingViews
 
 __all__ = ["EpochReport", "export_head", "train_head"]
 
 logger = logging.getLogger(__name__)
 
-FEATURE_BATCH = 16  # images per backbone call while caching
-# Cached views are ~0.5 MB each at 320 px: this caps the cache near 2 GB for big projects.
-MAX_CACHED_VIEWS = 4096
-
 
 @dataclass(frozen=True)
 class EpochReport:
-    epoch: int  # 1-based
+    epoch: int  # 1-based: passes over the training images
     planned_epochs: int
-    loss: float  # mean total loss over the epoch's batches
-    loss_terms: dict[str, float]  # focal, giou, centerness means
+    loss: float  # mean total loss over the pass's steps
+    loss_terms: dict[str, float]  # the loss's terms, means over the same steps
     seconds: float  # training time so far, callbacks excluded
     snapshot: Callable[[], DetectionModel]  # a prediction model of the head as it is when called
 
 
-@dataclass
-class _Cache:
-    features: list[np.ndarray]  # per level (V, C, h, w) float16
-    targets: list[Targets]  # per view
-    image_of_view: np.ndarray  # (V,) index of the source image
-
-
 def train_head(
-    images: Sequence[Image.Image],
-    boxes: Sequence[np.ndarray],
-    classes: Sequence[np.ndarray],
+    views: TrainingViews,
+    image_indices: Sequence[int],
     config: DetectorConfig,
     extractor: FeatureExtractor,
     settings: TrainingSettings,
     *,
     seed: int,
+    steps: int,
     time_budget_seconds: float,
     on_epoch: Callable[[EpochReport], None] | None = None,
-) -> DetectionHead:
-    """Train a head for ``config``; ``boxes[i]`` (G, 4) normalised xyxy, ``classes[i]`` (G,) tags of image i."""
+) -> tuple[QualityHead, Schedule]:
+    """Train a head for ``config`` on the views of ``image_indices`` for ``steps`` steps (the cap permitting)."""
     started = time.perf_counter()
     paused = 0.0  # time spent in callbacks, which the budget does not pay for
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
+    views_of_image = [views.views_of(i) for i in image_indices]
+    images = len(views_of_image)
+    batch_size = min(settings.batch_size, images)
+    steps_per_epoch = math.ceil(images / batch_size)
+    warm_up = max(1, min(steps_per_epoch, steps // 4))
 
-    views = max(1, min(settings.views_per_image, MAX_CACHED_VIEWS // max(len(images), 1)))
-    cache = _cache_views(images, boxes, classes, config, extractor, views, settings.augmentation, rng)
-    logger.info("cached %d views of %d images in %.1f s", len(cache.image_of_view), len(images), time.perf_counter() - started)
-
-    head = DetectionHead(extractor.channels, config.tag_count, settings.head_width, settings.head_depth)
+    head = QualityHead(extractor.channels, config.tag_count, settings.head_width, settings.head_depth)
+    # NHWC: the convolutions of a step run ~2x faster on the CPU than in NCHW (measured on the head's shapes).
+    head = head.to(memory_format=torch.channels_last)
     optimiser = torch.optim.AdamW(head.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
-    views_of_image = [np.flatnonzero(cache.image_of_view == i) for i in range(len(images))]
-    planned = settings.max_epochs  # until the first epoch has been timed
-    epoch_seconds: list[float] = []
-    steps_per_epoch = math.ceil(len(images) / settings.batch_size)
-
+    planned, capped = steps, False
+    stream: list[int] = []  # views to train on, one pass over the images at a time
+    step_seconds: list[float] = []
+    totals: dict[str, float] = {}
+    steps_in_epoch = 0
     epoch = 0
-    while epoch < planned:
-        epoch += 1
-        epoch_started = time.perf_counter()
-        chosen = np.array([rng.choice(v) for v in views_of_image])[rng.permutation(len(images))]
-        totals: dict[str, float] = {}
-        head.train()
-        for step, start in enumerate(range(0, len(chosen), settings.batch_size)):
-            _set_learning_rate(optimiser, settings.learning_rate, epoch - 1 + step / steps_per_epoch, planned)
-            batch = chosen[start : start + settings.batch_size]
-            features = [torch.from_numpy(level[batch].astype(np.float32)) for level in cache.features]
-            targets = [cache.targets[v] for v in batch]
-            loss, terms = detection_loss(
-                *head(*features),
-                torch.from_numpy(np.stack([t.classes for t in targets])),
-                torch.from_numpy(np.stack([t.distances for t in targets])),
-                torch.from_numpy(np.stack([t.centerness for t in targets])),
-            )
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            for name, value in {"total": loss.item(), **terms}.items():
-                totals[name] = totals.get(name, 0.0) + value
-        head.eval()
+    step = 0
+    head.train()
+    while step < planned:
+        step_started = time.perf_counter()
+        while len(stream) < batch_size:
+            stream += [int(rng.choice(views_of_image[i])) for i in rng.permutation(images)]
+        batch, stream = np.sort(stream[:batch_size]), stream[batch_size:]
+        _set_learning_rate(optimiser, settings.learning_rate, step, planned, warm_up)
+        features = [torch.from_numpy(level[batch]).float().contiguous(memory_format=torch.channels_last)
+                    for level in views.features]
+        loss, terms = quality_loss(head, *head(*features), torch.from_numpy(views.classes[batch]),
+                                   torch.from_numpy(views.distances[batch]))
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        step += 1
+        steps_in_epoch += 1
+        for name, value in {"total": loss.item(), **terms}.items():
+            totals[name] = totals.get(name, 0.0) + value
+        step_seconds.append(time.perf_counter() - step_started)
+
         elapsed = time.perf_counter() - started - paused
-        epoch_seconds.append(time.perf_counter() - epoch_started)
-        # Re-planned after every epoch from the median epoch so far: on a shared machine a slow
-        # first epoch must not fix a short run. 5 % slack: epochs vary, and the final export is not free.
-        typical = max(1.05 * float(np.median(epoch_seconds)), 1e-6)
-        planned = max(epoch, min(settings.max_epochs, epoch + int((time_budget_seconds - elapsed) // typical)))
-        if on_epoch is not None:
-            callback_started = time.perf_counter()
-            means = {name: value / steps_per_epoch for name, value in totals.items()}
-            total = means.pop("total")
-            on_epoch(EpochReport(epoch, planned, total, means, elapsed, lambda: _snapshot(head, config, extractor)))
-            paused += time.perf_counter() - callback_started
-    return head
+        typical = float(np.median(step_seconds[-50:]))
+        if step < planned and elapsed + (planned - step) * typical > time_budget_seconds:
+            # The cap bites: keep the steps that fit; the learning rate still decays to zero by the last.
+            fitting = step + max(0, int((time_budget_seconds - elapsed) / max(typical, 1e-9)))
+            if fitting < planned:
+                planned, capped = fitting, True
+        if steps_in_epoch == steps_per_epoch or step == planned:
+            epoch += 1
+            if on_epoch is not None:
+                callback_started = time.perf_counter()
+                means = {name: value / steps_in_epoch for name, value in totals.items()}
+                total = means.pop("total")
+                head.eval()
+                on_epoch(EpochReport(epoch, math.ceil(planned / steps_per_epoch), total, means, elapsed,
+                                     lambda: _snapshot(head, config, extractor)))
+                head.train()
+                paused += time.perf_counter() - callback_started
+            totals, steps_in_epoch = {}, 0
+    head.eval()
+    if capped:
+        logger.warning("the time budget of %.0f s cut the schedule from %d to %d steps", time_budget_seconds, steps, planned)
+    return head, Schedule(steps, planned, capped, time.perf_counter() - started - paused)
 
 
-def export_head(head: DetectionHead, config: DetectorConfig, channels: tuple[int, ...]) -> bytes:
+def export_head(head: QualityHead, config: DetectorConfig, channels: tuple[int, ...]) -> bytes:
     """The head as ONNX bytes: inputs FEATURE_NAMES for one image, outputs scores and distances."""
     examples = tuple(
         torch.zeros(1, c, config.input_size // s, config.input_size // s)
         for c, s in zip(channels, config.strides, strict=True)
     )
+    exported = copy.deepcopy(head).to(memory_format=torch.contiguous_format)  # the export traces the layout it is given
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "head.onnx"
         export_module(
-            ExportedHead(head).eval(),
+            ExportedQualityHead(exported).eval(),
             examples,
             path,
             input_names=list(FEATURE_NAMES),
@@ -166,61 +148,15 @@ def export_head(head: DetectionHead, config: DetectorConfig, channels: tuple[int
         return path.read_bytes()
 
 
-def _snapshot(head: DetectionHead, config: DetectorConfig, extractor: FeatureExtractor) -> DetectionModel:
-    was_training = head.training
-    head.eval()
-    try:
-        return DetectionModel(config, export_head(head, config, extractor.channels), extractor)
-    finally:
-        head.train(was_training)
+def _snapshot(head: QualityHead, config: DetectorConfig, extractor: FeatureExtractor) -> DetectionModel:
+    return DetectionModel(config, export_head(head, config, extractor.channels), extractor)
 
 
-def _set_learning_rate(optimiser: torch.optim.Optimizer, peak: float, progress: float, planned_epochs: int) -> None:
-    # One epoch of linear warm-up (fresh heads on frozen features diverge at a cold full rate), then cosine to 0.
-    if progress < 1:
-        rate = peak * (0.1 + 0.9 * progress)
+def _set_learning_rate(optimiser: torch.optim.Optimizer, peak: float, step: int, planned: int, warm_up: int) -> None:
+    # Linear warm-up (fresh heads on frozen features diverge at a cold full rate), then cosine to 0 at the last step.
+    if step < warm_up:
+        rate = peak * (0.1 + 0.9 * step / warm_up)
     else:
-        rate = peak * 0.5 * (1 + math.cos(math.pi * min(1.0, (progress - 1) / max(planned_epochs - 1, 1))))
+        rate = peak * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm_up) / max(planned - warm_up, 1))))
     for group in optimiser.param_groups:
         group["lr"] = rate
-
-
-def _cache_views(
-    images: Sequence[Image.Image],
-    boxes: Sequence[np.ndarray],
-    classes: Sequence[np.ndarray],
-    config: DetectorConfig,
-    extractor: FeatureExtractor,
-    views_per_image: int,
-    augmentation: AugmentationSettings,
-    rng: np.random.Generator,
-) -> _Cache:
-    points = anchor_points(config.input_size, config.strides)
-    size = config.input_size
-    pending: list[np.ndarray] = []
-    levels: list[list[np.ndarray]] = [[] for _ in FEATURE_NAMES]
-    targets: list[Targets] = []
-    image_of_view: list[int] = []
-
-    def flush() -> None:
-        for level, output in zip(levels, extractor.run(np.stack(pending)), strict=True):
-            level.append(output.astype(np.float16))
-        pending.clear()
-
-    for index, (image, image_boxes, image_classes) in enumerate(zip(images, boxes, classes, strict=True)):
-        for view_number in range(views_per_image):
-            if view_number == 0:
-                view, view_boxes = identity_view(image, image_boxes, size)
-                view_classes = image_classes
-            else:
-                view, view_boxes, kept = random_view(image, image_boxes, size, rng, augmentation)
-                view_classes = image_classes[kept]
-            pending.append(normalise_pixels(view))
-            targets.append(assign_targets(points, view_boxes * size, view_classes))
-            image_of_view.append(index)
-            if len(pending) == FEATURE_BATCH:
-                flush()
-    if pending:
-        flush()
-    return _Cache([np.concatenate(level) for level in levels], targets, np.asarray(image_of_view))
-
