@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import os
+import struct
 import subprocess
 import sys
 import threading
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -50,13 +53,23 @@ def test_reservations_never_exceed_the_budget_and_time_out_with_decode_busy() ->
     assert impatient.in_use == 0
 
 
-def maximal_png(shade: int) -> bytes:
-    """~50 KB on the wire, ~157 MB once decoded to RGB."""
-    picture = Image.new("L", MAXIMAL, shade)
-    picture.putpixel((0, 0), (shade + 1) % 256)
+@functools.cache
+def _maximal_picture() -> bytes:
+    picture = Image.new("L", MAXIMAL, 0)
+    picture.putpixel((0, 0), 1)
     buffer = io.BytesIO()
     picture.save(buffer, "PNG", compress_level=9)
     return buffer.getvalue()
+
+
+def maximal_png(number: int) -> bytes:
+    """~50 KB on the wire, ~157 MB once decoded to RGB; each number other bytes (a tEXt chunk after the header),
+    the same pixels: encoding 1,280 such pictures one by one would cost the test minutes."""
+    encoded = _maximal_picture()
+    header_end = 8 + 25  # signature, then the IHDR chunk (length, type, 13 bytes of data, CRC)
+    text = b"Comment\x00" + str(number).encode()
+    chunk = struct.pack(">I", len(text)) + b"tEXt" + text + struct.pack(">I", zlib.crc32(b"tEXt" + text))
+    return encoded[:header_end] + chunk + encoded[header_end:]
 
 
 def peak_rss_bytes(pid: int) -> int:

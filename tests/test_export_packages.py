@@ -45,7 +45,9 @@ from opencustomvision.storage.blobs import LocalBlobStore
 from tests.conftest import LiveServer, shared_data, trained
 from tests.export_contract import Package
 
-pytestmark = pytest.mark.slow
+# Converting a trained model and running the packages touch no database (tests/test_export_api.py covers the
+# export operations on both): CI's SQLite pass only.
+pytestmark = [pytest.mark.slow, pytest.mark.db_independent]
 
 ON_POSTGRES = bool(os.environ.get("OCV_TEST_DATABASE_URL"))
 LIGHT_PLATFORMS = ("ONNX", "DockerFile")
