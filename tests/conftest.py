@@ -224,14 +224,20 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """On the PostgreSQL pass (OCV_TEST_DATABASE_URL), tests marked db_independent are skipped: the SQLite pass
-    ran them, and a second run would only double CI's time."""
+    """On the PostgreSQL pass (OCV_TEST_DATABASE_URL), tests marked db_independent are skipped (the SQLite pass ran
+    them, and a second run would only double CI's time), and so are those marked heavy (they train many models end
+    to end through the same domain functions and queries that the API tests run on both databases), unless
+    OCV_TEST_ALL_ON_POSTGRESQL is set."""
     if not os.environ.get("OCV_TEST_DATABASE_URL"):
         return
-    skip = pytest.mark.skip(reason="db_independent: run in the SQLite pass")
+    independent = pytest.mark.skip(reason="db_independent: run in the SQLite pass")
+    heavy = pytest.mark.skip(reason="heavy: run in the SQLite pass (OCV_TEST_ALL_ON_POSTGRESQL=1 runs it here too)")
+    every_test = bool(os.environ.get("OCV_TEST_ALL_ON_POSTGRESQL"))
     for item in items:
         if item.get_closest_marker("db_independent"):
-            item.add_marker(skip)
+            item.add_marker(independent)
+        elif item.get_closest_marker("heavy") and not every_test:
+            item.add_marker(heavy)
 
 
 def trained(trainer: CustomVisionTrainingClient, project_id: str):  # type: ignore[no-untyped-def]

@@ -33,7 +33,7 @@ from tests.conftest import LiveServer, _database_url, serving, shared_data
 from tests.http_proxy import DROP, FORWARD, HOLD, Proxy
 from tests.project_contents import contents, differences, trainer_for
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]
 
 
 @dataclass(frozen=True)

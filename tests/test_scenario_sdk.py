@@ -30,7 +30,7 @@ from scenario_sdk import AuthenticationError, BadRequestError, NotFoundError, Sc
 from opencustomvision.api.scenario import ids
 from tests.conftest import LiveServer, shared_data
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]
 
 MODEL_ID = re.compile(r"^model_[0-9A-Za-z]{22}$")
 ASSET_ID = re.compile(r"^asset_[0-9A-Za-z]{22}$")

@@ -25,7 +25,7 @@ from PIL import Image
 from opencustomvision.ml.detection.boxes import ltwh_to_xyxy, pairwise_iou
 from tests.conftest import LiveServer, error_code, shared_data, trained
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]
 
 # The fork in the quickstart's test photo, measured by hand (left, top, width, height).
 TEST_FORK = (0.11, 0.255, 0.70, 0.545)

@@ -24,7 +24,7 @@ from PIL import Image as PILImage
 
 from tests.conftest import LiveServer, error_code, shared_data
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]
 
 
 

@@ -22,7 +22,7 @@ from PIL import ImageOps
 
 from tests.conftest import LiveServer, error_code, shared_data
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]
 
 
 def trainer(server: LiveServer, key: str | None = None) -> CustomVisionTrainingClient:

@@ -48,7 +48,7 @@ from PIL import Image
 
 from tests.conftest import LiveServer, shared_data
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]
 
 FRUITS = ("apple", "banana", "orange")
 TRAINING_TIMEOUT = 300.0
