@@ -97,10 +97,11 @@ def audit(server: ServerProcess, project_id: str) -> list[dict]:  # type: ignore
         listed: list[dict] = []  # type: ignore[type-arg]
         while page := client.get(f"/projects/{project_id}/images", params={"take": 256, "skip": len(listed)}).json():
             listed.extend(page)
-        for image in listed:
-            for uri in (image["originalImageUri"], image["resizedImageUri"], image["thumbnailUri"]):
-                fetched = httpx.get(uri, timeout=30)
-                assert fetched.status_code == 200 and fetched.content, f"image {image['id']}: {uri} -> {fetched.status_code}"
+        with httpx.Client(timeout=30) as links:
+            for image in listed:
+                for uri in (image["originalImageUri"], image["resizedImageUri"], image["thumbnailUri"]):
+                    fetched = links.get(uri)
+                    assert fetched.status_code == 200 and fetched.content, f"image {image['id']}: {uri} -> {fetched.status_code}"
         images_folder = server.data_dir / "blobs" / "projects" / project_id / "images"
         on_disk = {path.parent.name for path in images_folder.glob("*/*") if path.is_file()} if images_folder.exists() else set()
         assert on_disk == {image["id"] for image in listed}, "blobs that no row points at (or rows without blobs)"
