@@ -30,6 +30,11 @@ class JobQueue(Protocol):
     def stop(self) -> None: ...
 
 
+def backoff_seconds(failures: int, base: float, cap: float, *, max_doublings: int = 10) -> float:
+    """How long a worker loop waits after ``failures`` failures in a row: doubling from ``base``, at most ``cap``."""
+    return min(cap, base * 2 ** min(failures, max_doublings))
+
+
 def new_worker_id(role: str) -> str:
     """Unique per process start, and readable in logs and /health: ``role@host:pid:nonce``."""
     return f"{role}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from opencustomvision.domain import jobs
 from opencustomvision.jobs.maintenance import Maintenance, housekeeping
-from opencustomvision.jobs.queue import QueueUnavailable
+from opencustomvision.jobs.queue import QueueUnavailable, backoff_seconds
 from opencustomvision.jobs.runner import JobRunner
 from opencustomvision.jobs.workdirs import sweep_stale_workdirs
 from opencustomvision.storage.models import Job, utcnow
@@ -164,7 +164,7 @@ class RqWorker:
                 delay = self._housekeeping_seconds
             except Exception:
                 failures += 1
-                delay = min(self._max_backoff_seconds, self._housekeeping_seconds * 2 ** min(failures, 10))
+                delay = backoff_seconds(failures, self._housekeeping_seconds, self._max_backoff_seconds)
                 logger.exception("worker %s: housekeeping failed (%d in a row); retrying in %.0f s", self.worker_id, failures, delay)
             self._stop.wait(delay)
 
@@ -192,7 +192,7 @@ class RqWorker:
                     break
                 # RQ leaves its loop on errors it does not handle itself (Redis away): start it again, backing off.
                 failures = 1 if time.monotonic() - started > 60 else failures + 1
-                delay = min(self._max_backoff_seconds, 0.5 * 2 ** min(failures, 6))
+                delay = backoff_seconds(failures, 0.5, self._max_backoff_seconds, max_doublings=6)
                 logger.warning("worker %s: the RQ worker stopped unexpectedly (%d in a row); starting it again in %.1f s",
                                self.worker_id, failures, delay)
                 self._stop.wait(delay)

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from opencustomvision.domain import jobs
 from opencustomvision.jobs.maintenance import Maintenance, housekeeping
+from opencustomvision.jobs.queue import backoff_seconds
 from opencustomvision.jobs.runner import JobRunner
 from opencustomvision.jobs.workdirs import sweep_stale_workdirs
 
@@ -86,7 +87,7 @@ class InProcessWorker:
                 failures = 0
             except Exception:
                 failures += 1
-                delay = min(self._max_backoff_seconds, self._poll_seconds * 2 ** min(failures, 10))
+                delay = backoff_seconds(failures, self._poll_seconds, self._max_backoff_seconds)
                 logger.exception("job worker %s: its loop failed (%d in a row); retrying in %.0f s", self.worker_id, failures, delay)
                 self._stop.wait(delay)
                 continue
