@@ -86,7 +86,8 @@ IMAGES_PER_REQUEST = 4
 def test_concurrent_maximal_images_keep_memory_bounded_and_every_request_answered(tmp_path: Path) -> None:
     """20 concurrent requests of 4 maximal PNGs (~157 MB each once decoded to RGB): without the budget they would
     need ~20 GB (decoding, resizing and encoding each takes ~250 MB); with it the server, backbones loaded in the
-    background meanwhile, stays under 4 GiB (3.4 GiB measured) and answers each request (stored, or 503)."""
+    background meanwhile, stays under 2 GiB (1.1 GiB measured; 3.7 GiB before `ocv` fixed glibc's mmap threshold,
+    imaging/memory.py) and answers each request (stored, or 503)."""
     port = _free_port()
     environment = dict(os.environ, OCV_TRAINING_KEY="budget-test-key", OCV_DECODE_WAIT_SECONDS="20",
                        OCV_DATABASE_URL=f"sqlite:///{tmp_path / 'ocv.sqlite3'}")
@@ -122,7 +123,7 @@ def test_concurrent_maximal_images_keep_memory_bounded_and_every_request_answere
         stored = httpx.get(f"{endpoint}/projects/{project['id']}/images/count", headers=headers).json()
         ok = sum(image["status"] == "OK" for answer in answers if answer.status_code != 503 for image in answer.json()["images"])
         assert stored == ok > 0
-        assert peak < 4 * 1024**3, f"peak RSS {peak / 2**20:.0f} MiB (before the uploads: {baseline / 2**20:.0f} MiB)"
+        assert peak < 2 * 1024**3, f"peak RSS {peak / 2**20:.0f} MiB (before the uploads: {baseline / 2**20:.0f} MiB)"
         print(f"peak RSS {peak / 2**20:.0f} MiB, baseline {baseline / 2**20:.0f} MiB, answers {statuses}, stored {stored}")
     finally:
         server.terminate()

@@ -4,6 +4,7 @@ and blobs left behind by a process killed mid-upload."""
 
 from __future__ import annotations
 
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -19,6 +20,7 @@ from opencustomvision.config import Settings
 from opencustomvision.domain.errors import DomainError
 from opencustomvision.domain.predictions import PREDICTION_IMAGE_LIMITS, predict
 from opencustomvision.imaging.decode import ImageFormatError, prepare_image
+from opencustomvision.storage.blobs import LocalBlobStore
 from opencustomvision.storage.models import Image as StoredImage
 from opencustomvision.storage.models import Iteration
 from opencustomvision.storage.sweep import sweep_orphan_blobs
@@ -103,6 +105,26 @@ def test_the_rest_quickstarts_boundaryless_multipart_upload_is_taken(live_server
     broken = client.post(live_server.training_url(f"/projects/{project_id}/images"), content=b"--xyz\r\nnot really",
                          headers={"Content-Type": "multipart/form-data"})
     assert broken.status_code == 400 and broken.json()["code"] == "BadRequestImageStream"
+
+
+def test_writes_killed_mid_way_leave_no_file_or_folder_behind(tmp_path: Path) -> None:
+    """A process killed inside a put leaves a temporary file, or an empty folder if it died just before writing
+    into it; discarding partial writes removes both (and the folders they emptied), and leaves whole blobs alone."""
+    blobs = LocalBlobStore(tmp_path)
+    blobs.put("projects/p/images/whole/original", b"whole")
+    mid_write = tmp_path / "projects/p/images/mid-write"
+    mid_write.mkdir(parents=True)
+    (mid_write / ".incoming-x1").write_bytes(b"half a blob")
+    before_write = tmp_path / "projects/p/images/before-write"
+    before_write.mkdir()
+    fresh = tmp_path / "projects/p/images/being-written"
+    fresh.mkdir()
+    long_ago = time.time() - 120
+    for path in (mid_write / ".incoming-x1", mid_write, before_write):
+        os.utime(path, (long_ago, long_ago))
+    assert blobs.discard_partial_writes(older_than_seconds=60) == 1
+    assert sorted(path.name for path in (tmp_path / "projects/p/images").iterdir()) == ["being-written", "whole"]
+    assert blobs.get("projects/p/images/whole/original") == b"whole"
 
 
 def test_blobs_left_by_a_killed_upload_are_swept(tmp_path: Path) -> None:

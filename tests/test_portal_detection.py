@@ -84,7 +84,7 @@ def test_detection_flow(page, live_server: LiveServer, unique_name: str) -> None
     page.locator(f'.labeler[data-image-id="{second}"][data-ready="true"]').wait_for()
     draw(page, {"left": 0.1, "top": 0.1, "width": 0.3, "height": 0.3})
     wait_until(lambda: len(regions_of(client, project_id, second)) == 1, message="the second image's region")
-    page.locator("body").press("Delete")
+    page.locator("body").press("Delete")  # at once: the page may still be waiting for the API's answer
     wait_until(lambda: regions_of(client, project_id, second) == [], message="the deleted region")
     close_dialog(page)
 

@@ -6,6 +6,7 @@ import argparse
 
 from opencustomvision.cli import dataset, migrate, prepare, resources, serve, worker
 from opencustomvision.cli.serve import prepare_default_resource
+from opencustomvision.imaging.memory import return_large_buffers_to_the_system
 
 __all__ = ["build_parser", "main", "prepare_default_resource"]
 
@@ -25,5 +26,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    return_large_buffers_to_the_system()  # before any thread starts: serve, worker and import all decode pictures
     return int(args.run(args))
 

@@ -89,7 +89,10 @@ class LocalBlobStore:
     def delete(self, key: str) -> None:
         path = self._path(key)
         path.unlink(missing_ok=True)
-        # Folders emptied by the delete go too, so a deleted image leaves nothing behind.
+        self._remove_emptied_folders(path)
+
+    def _remove_emptied_folders(self, path: Path) -> None:
+        """Folders emptied by a removal go too, so a deleted image leaves nothing behind."""
         for folder in path.parents:
             if folder == self.root or self.root not in folder.parents:
                 break
@@ -116,12 +119,22 @@ class LocalBlobStore:
     def discard_partial_writes(self, older_than_seconds: float) -> int:
         cutoff = time.time() - older_than_seconds
         removed = 0
-        for path in self.root.rglob(f"{_PARTIAL_PREFIX}*"):
+        for path in list(self.root.rglob(f"{_PARTIAL_PREFIX}*")):  # listed first: removals empty folders
             try:
                 if path.stat().st_mtime <= cutoff:
                     path.unlink()
                     removed += 1
+                    self._remove_emptied_folders(path)
             except FileNotFoundError:  # renamed into place or removed meanwhile
+                continue
+        # A process killed between making a blob's folder and writing into it leaves the folder empty; a put under
+        # way gives its folder a fresh time (and makes it again should it go meanwhile).
+        for folder, _, files in os.walk(self.root, topdown=False):
+            path = Path(folder)
+            try:
+                if path != self.root and not files and not any(path.iterdir()) and path.stat().st_mtime <= cutoff:
+                    path.rmdir()
+            except OSError:  # written into, or removed, meanwhile
                 continue
         return removed
 

@@ -122,6 +122,7 @@ function RegionEditor({ project, image, tags, iteration, onChanged }) {
   const annotator = useRef(null);
   const picture = useRef(null);
   const regions = useRef(new Map());  // annotation id -> {regionId, tagId}
+  const creating = useRef(new Map());  // annotation id -> the promise of its region id, while the API creates it
   const [currentTag, setCurrentTag] = useState(tags[0]?.id ?? "");
   const current = useRef(currentTag);
   current.current = currentTag;
@@ -167,12 +168,16 @@ function RegionEditor({ project, image, tags, iteration, onChanged }) {
       anno.setAnnotations((image.regions ?? []).map((r) => annotationOfBox(r.regionId, r, element)));
       anno.on("createAnnotation", (annotation) => action.run(async () => {
         const tagId = current.current;
+        const created = tagId ? createRegion(boxOfAnnotation(annotation, element), tagId)
+          : Promise.reject({ code: "BadRequest", message: "Add a tag first (in the sidebar), then draw its regions." });
+        creating.current.set(annotation.id, created);
         try {
-          if (!tagId) throw { code: "BadRequest", message: "Add a tag first (in the sidebar), then draw its regions." };
-          regions.current.set(annotation.id, { regionId: await createRegion(boxOfAnnotation(annotation, element), tagId), tagId });
+          regions.current.set(annotation.id, { regionId: await created, tagId });
         } catch (error) {
           anno.removeAnnotation(annotation.id);
           throw error;
+        } finally {
+          creating.current.delete(annotation.id);
         }
         changed();
       }));
@@ -186,6 +191,8 @@ function RegionEditor({ project, image, tags, iteration, onChanged }) {
         changed();
       }));
       anno.on("deleteAnnotation", (annotation) => action.run(async () => {
+        // A box deleted while the API still creates its region goes once the region exists (or fails to).
+        await creating.current.get(annotation.id)?.catch(() => {});
         const known = regions.current.get(annotation.id);
         if (!known) return;
         regions.current.delete(annotation.id);
