@@ -2,8 +2,9 @@
 
 import { useEffect, useMemo, useState } from "preact/hooks";
 import { base64Of, training } from "./api.js";
-import { Confirm, Dialog, ErrorNote, html, isDetection, useAction, useLoad } from "./ui.js";
-import { ImageDetail } from "./labeler.js";
+import { Confirm, Dialog, ErrorNote, html, isDetection, lazy, useAction, useLoad } from "./ui.js";
+
+const ImageDetail = lazy(() => import("./labeler.js").then((module) => module.ImageDetail));
 
 export const PAGE_SIZE = 48;
 // A batch stays well under the API's 64 images and the request body limit; two are in flight at once.

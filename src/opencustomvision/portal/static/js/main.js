@@ -3,13 +3,14 @@
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { ApiError, SIGNED_OUT, credentials, training } from "./api.js";
-import { ErrorNote, go, html, useAction, useLoad } from "./ui.js";
+import { ErrorNote, go, html, lazy, useAction, useLoad } from "./ui.js";
 import { ProjectsPage } from "./projects.js";
 import { ImagesPage } from "./images.js";
-import { PerformancePage } from "./performance.js";
-import { QuickTestPage } from "./quicktest.js";
-import { PredictionsPage } from "./predictions.js";
 import { TrainButton } from "./train.js";
+
+const PerformancePage = lazy(() => import("./performance.js").then((module) => module.PerformancePage));
+const QuickTestPage = lazy(() => import("./quicktest.js").then((module) => module.QuickTestPage));
+const PredictionsPage = lazy(() => import("./predictions.js").then((module) => module.PredictionsPage));
 
 function useHash() {
   const [hash, setHash] = useState(location.hash);

@@ -115,6 +115,23 @@ export function loadScript(src) {
   return scripts.get(src);
 }
 
+/** A component whose module loads when it is first shown: the images page, opened first, waits for none of the
+ * other pages' code. `load` resolves to the component. */
+export function lazy(load) {
+  let loaded = null;
+  return function Lazy(props) {
+    const [found, setFound] = useState(() => loaded);
+    const [error, setError] = useState(null);
+    useEffect(() => {
+      if (found) return;
+      load().then((component) => { loaded = component; setFound(() => component); })
+        .catch((failure) => setError({ code: "Portal", message: `This part of the portal did not load: ${failure.message ?? failure}` }));
+    }, []);
+    if (error) return html`<${ErrorNote} error=${error} />`;
+    return found ? h(found, props) : html`<p class="loading">Loading…</p>`;
+  };
+}
+
 export async function loadPlot() {
   await loadScript("/portal/vendor/d3/d3.min.js");
   await loadScript("/portal/vendor/plot/plot.umd.min.js");
