@@ -68,7 +68,8 @@ class DecodeBudget:
                 self._changed.notify_all()
 
 
-# 200 megapixels: 20 concurrent uploads of maximal PNGs peak at ~3.4 GB of server RSS (tests/test_decode_budget.py).
+# 200 megapixels: 20 concurrent uploads of maximal PNGs peak at ~1.2 GB of server RSS (tests/test_decode_budget.py;
+# that needs large buffers returned to the system when freed: imaging/memory.py).
 _budget = DecodeBudget(max_pixels=200_000_000, wait_seconds=30.0)
 
 
