@@ -90,7 +90,7 @@ def main() -> int:
         http = httpx.Client(base_url=server.endpoint, headers={"Training-Key": training_key}, timeout=900)
         project, iteration, training_seconds = train_and_publish(http, resource_id)
         print(f"training: quickstart, 40 images, train_project -> Completed in {training_seconds:.1f} s "
-              f"(two detectors: one without a held-out fifth, one on all)  goal <= {GOAL_TRAINING_S:g} s: "
+              f"(two detectors side by side: one without a held-out fifth, one on all)  goal <= {GOAL_TRAINING_S:g} s: "
               f"{'met' if training_seconds <= GOAL_TRAINING_S else 'MISSED'}")
         predict = httpx.Client(base_url=server.endpoint, timeout=60,
                                headers={"Prediction-Key": prediction_key, "Content-Type": "application/octet-stream"})

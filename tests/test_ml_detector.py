@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -282,3 +283,10 @@ def test_training_is_reproducible_for_a_seed_and_capped_only_by_the_clock(detect
     subset = fitted(0, step_scale=0.05)
     with pytest.raises(ValueError, match="image indices"):
         subset.fit_prepared(prepared, [len(images)])
+
+    # Side by side in threads (as the evaluator trains beside the final detector): the same detectors as alone.
+    with ThreadPoolExecutor(2) as pool:
+        side_by_side = list(pool.map(lambda seed: fitted(seed, step_scale=0.05), (0, 1)))
+    assert [r.loss for r in side_by_side[0].history_] == [r.loss for r in first.history_]
+    assert [r.loss for r in side_by_side[1].history_] == [r.loss for r in fitted(1, step_scale=0.05).history_]
+    assert side_by_side[0].predict(images[0]) == first.predict(images[0])

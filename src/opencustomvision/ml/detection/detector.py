@@ -8,6 +8,7 @@ stores ``to_bytes()``, and predicts anywhere with ``DetectionModel.from_bytes``.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,8 +130,6 @@ class ObjectDetector:
         on_epoch: Callable[[EpochReport], None] | None = None,
     ) -> ObjectDetector:
         """Train on prepared images, or only on those at ``image_indices``."""
-        import torch
-
         from opencustomvision.ml.detection.training import export_head, train_head
 
         if (prepared.backbone, prepared.input_size) != (self.backbone, self.input_size):
@@ -148,20 +147,13 @@ class ObjectDetector:
             if on_epoch is not None:
                 on_epoch(report)
 
-        saved_threads = torch.get_num_threads()
-        # The head's small ops barely gain from a second thread (raccoon epochs 1.8 s vs 2.1 s on an
-        # idle 2-core machine) but collapse when another process holds a core (14-90 s vs 0.7-4 s
-        # measured): torch trains on one thread; ONNX Runtime (the feature cache) uses ``threads``.
-        torch.set_num_threads(1)
-        try:
+        with _one_torch_thread:
             head, schedule = train_head(
                 prepared.views, indices, config, extractor, self.settings, seed=self.seed,
                 steps=planned_steps(len(indices), self.settings, self.step_scale),
                 time_budget_seconds=self.time_budget_seconds, on_epoch=record,
             )
             head_onnx = export_head(head, config, extractor.channels)
-        finally:
-            torch.set_num_threads(saved_threads)
         logger.info("trained a %d-tag detector on %d images: %d of %d steps in %.1f s%s", prepared.tag_count, len(indices),
                     schedule.steps_done, schedule.planned_steps, schedule.seconds, " (capped)" if schedule.capped else "")
         self.history_ = history
@@ -179,6 +171,40 @@ class ObjectDetector:
     def _extractor(self) -> FeatureExtractor:
         threads = self.threads if self.threads is not None else default_threads()
         return shared_feature_extractor(self.backbone, self.cache_dir, threads)
+
+
+class _OneTorchThread:
+    """Torch on one thread while any detector trains (trainings may run side by side, one per Python thread).
+
+    The head's small ops barely gain from a second thread (raccoon epochs 1.8 s vs 2.1 s on an idle 2-core
+    machine) but collapse when another process holds a core (14-90 s vs 0.7-4 s measured); ONNX Runtime (the
+    feature cache) uses the detector's ``threads``. The last training to finish restores torch's setting.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._trainings = 0
+        self._saved = 0
+
+    def __enter__(self) -> None:
+        import torch
+
+        with self._lock:
+            if self._trainings == 0:
+                self._saved = torch.get_num_threads()
+            self._trainings += 1
+            torch.set_num_threads(1)
+
+    def __exit__(self, *_: object) -> None:
+        import torch
+
+        with self._lock:
+            self._trainings -= 1
+            if self._trainings == 0:
+                torch.set_num_threads(self._saved)
+
+
+_one_torch_thread = _OneTorchThread()
 
 
 def _validated_regions(

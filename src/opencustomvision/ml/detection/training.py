@@ -18,6 +18,7 @@ import copy
 import logging
 import math
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,9 @@ from opencustomvision.ml.detection.views import TrainingViews
 __all__ = ["EpochReport", "export_head", "train_head"]
 
 logger = logging.getLogger(__name__)
+# Detectors may train side by side in threads (the evaluator beside the final one): seeding torch's global generator
+# and torch.export (which keeps a global mode stack: two exports at once fail) take turns.
+_GLOBAL_TORCH_STATE = threading.RLock()
 
 
 @dataclass(frozen=True)
@@ -64,14 +68,15 @@ def train_head(
     started = time.perf_counter()
     paused = 0.0  # time spent in callbacks, which the budget does not pay for
     rng = np.random.default_rng(seed)
-    torch.manual_seed(seed)
     views_of_image = [views.views_of(i) for i in image_indices]
     images = len(views_of_image)
     batch_size = min(settings.batch_size, images)
     steps_per_epoch = math.ceil(images / batch_size)
     warm_up = max(1, min(steps_per_epoch, steps // 4))
 
-    head = QualityHead(extractor.channels, config.tag_count, settings.head_width, settings.head_depth)
+    with _GLOBAL_TORCH_STATE:  # the head's initial weights come from torch's one global generator
+        torch.manual_seed(seed)
+        head = QualityHead(extractor.channels, config.tag_count, settings.head_width, settings.head_depth)
     # NHWC: the convolutions of a step run ~2x faster on the CPU than in NCHW (measured on the head's shapes).
     head = head.to(memory_format=torch.channels_last)
     optimiser = torch.optim.AdamW(head.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
@@ -134,7 +139,7 @@ def export_head(head: QualityHead, config: DetectorConfig, channels: tuple[int, 
         for c, s in zip(channels, config.strides, strict=True)
     )
     exported = copy.deepcopy(head).to(memory_format=torch.contiguous_format)  # the export traces the layout it is given
-    with tempfile.TemporaryDirectory() as directory:
+    with _GLOBAL_TORCH_STATE, tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "head.onnx"
         export_module(
             ExportedQualityHead(exported).eval(),
