@@ -12,13 +12,14 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 from PIL import Image as PILImage
 from sqlalchemy import select
 
 from opencustomvision.domain.images import ImageInput, create_images
 from opencustomvision.domain.projects import create_project
 from opencustomvision.domain.resources import create_resource
-from opencustomvision.embeddings import EmbeddingCache
+from opencustomvision.embeddings import EmbeddingCache, ImagesGone
 from opencustomvision.storage.blobs import LocalBlobStore
 from opencustomvision.storage.db import create_db_engine, migrate, session_factory
 from opencustomvision.storage.models import ImageEmbedding, Resource
@@ -90,3 +91,24 @@ def test_a_training_arriving_mid_caption_embeds_nothing_twice_and_waits_only_for
                   for row in session.scalars(select(ImageEmbedding).where(ImageEmbedding.backbone == backbone.identity))}
     assert sorted(stored) == sorted(image_ids)
     assert np.allclose(vectors, np.stack([stored[image_id] for image_id in image_ids]))
+
+
+def test_images_deleted_before_they_are_embedded_are_named(tmp_path: Path) -> None:
+    engine = create_db_engine(_database_url(tmp_path))
+    migrate(engine)
+    sessions = session_factory(engine)
+    blobs = LocalBlobStore(tmp_path / "blobs")
+    name = f"embeddings-{uuid.uuid4().hex[:8]}"
+    with sessions() as session:
+        create_resource(session, name)
+        project = create_project(session, session.scalars(select(Resource).where(Resource.name == name)).one().id, name=name)
+        stored = [outcome.image for outcome in create_images(session, blobs, project, [ImageInput(data=jpeg(n)) for n in range(3)])]
+        cache = EmbeddingCache(blobs)
+        with pytest.raises(ImagesGone) as no_row:
+            cache.for_images(session, [stored[0].id, "5c0ffee0-0000-4000-8000-00000000dead"], UnhurriedBackbone(0))  # type: ignore[arg-type]
+        assert no_row.value.image_ids == ["5c0ffee0-0000-4000-8000-00000000dead"]
+        blobs.delete(stored[1].resized_key)  # its file went first, its row is going
+        with pytest.raises(ImagesGone):
+            cache.for_images(session, [stored[1].id, stored[2].id], UnhurriedBackbone(0))  # type: ignore[arg-type]
+        assert cache.for_images(session, [stored[2].id], UnhurriedBackbone(0)).shape == (1, 3)  # type: ignore[arg-type]
+    engine.dispose()

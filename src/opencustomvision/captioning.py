@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from opencustomvision.domain.assets import SCENARIO_BACKBONE, embeddings_of_images_from, store_asset_embeddings
 from opencustomvision.domain.captions import ensure_captions
 from opencustomvision.domain.catalog import is_detection
-from opencustomvision.embeddings import EmbeddingCache
+from opencustomvision.embeddings import EmbeddingCache, ImagesGone
 from opencustomvision.inference import StoredImageScorer
 from opencustomvision.ml.captions import ImageNetLabeler
 from opencustomvision.ml.registry import BackboneRegistry
@@ -150,7 +150,14 @@ class BackgroundCaptioner:
                 store_asset_embeddings(session, assets, SCENARIO_BACKBONE, ordered,
                                        self._labeler.labels_of(ordered, SCENARIO_BACKBONE))
 
-    def _caption(self, image_ids: list[str]) -> None:
+    def _caption(self, image_ids: list[str], *, again: bool = True) -> None:
+        try:
+            self._caption_stored(image_ids)
+        except ImagesGone:
+            if again:  # some were deleted while this turn embedded them: the ones still stored, once more
+                self._caption(image_ids, again=False)
+
+    def _caption_stored(self, image_ids: list[str]) -> None:
         with self._sessions() as session:
             by_project: dict[str, list[str]] = {}
             for image_id, project_id in session.execute(select(Image.id, Image.project_id).where(Image.id.in_(image_ids))):

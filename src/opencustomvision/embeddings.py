@@ -21,7 +21,7 @@ from opencustomvision.domain.images import images_by_id
 from opencustomvision.imaging.decode import load_rgb
 from opencustomvision.ml.backbone import Backbone
 from opencustomvision.ml.preprocess import resized_short_side
-from opencustomvision.storage.blobs import BlobStore
+from opencustomvision.storage.blobs import BlobNotFound, BlobStore
 from opencustomvision.storage.models import ImageEmbedding
 from opencustomvision.storage.upsert import insert_missing
 
@@ -30,6 +30,14 @@ EMBEDDING_BATCH = 32
 _BACKGROUND_CLAIM = 8
 # Embedding waits its turn behind requests for room to decode, rather than fail.
 _BACKGROUND_DECODE_WAIT = 3600.0
+
+
+class ImagesGone(LookupError):
+    """Some of the images asked for were deleted (their rows or their files) before they could be embedded."""
+
+    def __init__(self, image_ids: list[str]) -> None:
+        super().__init__(f"{len(image_ids)} of the images were deleted meanwhile")
+        self.image_ids = image_ids
 
 
 class EmbeddingCache:
@@ -96,9 +104,14 @@ class EmbeddingCache:
         if not image_ids:
             return
         images = images_by_id(session, image_ids)
+        if gone := [image_id for image_id in image_ids if image_id not in images]:
+            raise ImagesGone(gone)
         for start in range(0, len(image_ids), EMBEDDING_BATCH):
             chunk = image_ids[start:start + EMBEDDING_BATCH]
-            vectors = self.embed_stored([images[image_id].resized_key for image_id in chunk], backbone)
+            try:
+                vectors = self.embed_stored([images[image_id].resized_key for image_id in chunk], backbone)
+            except BlobNotFound as error:  # deleted after its row was read
+                raise ImagesGone(chunk) from error
             cached.update(zip(chunk, vectors))
             insert_missing(session, ImageEmbedding, [
                 {"image_id": image_id, "backbone": backbone.identity, "vector": vector.astype(np.float32).tobytes()}
