@@ -50,6 +50,8 @@ def test_detection_flow(page, live_server: LiveServer, unique_name: str) -> None
     close_dialog(page)
 
     client = api(live_server)
+    detection_domains = {domain["id"] for domain in client.get("/domains").json() if domain["type"] == "ObjectDetection"}
+    assert client.get(f"/projects/{project_id}").json()["settings"]["domainId"] in detection_domains
     tag_ids = {tag["name"]: tag["id"] for tag in client.get(f"/projects/{project_id}/tags").json()}
     listed = client.get(f"/projects/{project_id}/images", params={"take": 60}).json()  # newest first, as the grid
     assert len(listed) == 40

@@ -5,26 +5,28 @@ import { training } from "./api.js";
 import { Confirm, Dialog, ErrorNote, go, html, useAction, useLoad } from "./ui.js";
 
 async function projectCards() {
-  const [projects, domains] = await Promise.all([training("GET", "/projects"), training("GET", "/domains")]);
-  const cards = await Promise.all(projects.map(async (project) => {
+  const projects = await training("GET", "/projects");
+  return Promise.all(projects.map(async (project) => {
     const [count, first] = await Promise.all([
       training("GET", `/projects/${project.id}/images/count`),
       training("GET", `/projects/${project.id}/images`, { query: { take: 1 } }),
     ]);
-    return { project, count, thumbnail: first[0]?.thumbnailUri, domain: domains.find((d) => d.id === project.settings.domainId) };
+    return { project, count, thumbnail: first[0]?.thumbnailUri };
   }));
-  return { cards, domains };
 }
 
 export function ProjectsPage() {
   const listing = useLoad(projectCards, []);
+  // Apart from the cards (two requests a project), so that the new-project form has its domains at once.
+  const domainList = useLoad(() => training("GET", "/domains"), []);
   const [editing, setEditing] = useState(null);  // null, "new", or a project
   const [deleting, setDeleting] = useState(null);
-  const { cards, domains } = listing.data ?? { cards: [], domains: [] };
+  const domains = domainList.data;
+  const cards = (listing.data ?? []).map((card) => ({ ...card, domain: domains?.find((d) => d.id === card.project.settings.domainId) }));
   return html`<main class="projects">
     <header class="page-head"><h1>Projects</h1>
       <button type="button" class="primary" onClick=${() => setEditing("new")}>New project</button></header>
-    <${ErrorNote} error=${listing.error} />
+    <${ErrorNote} error=${listing.error ?? domainList.error} />
     ${listing.loading && !listing.data ? html`<p class="loading">Loading projects…</p>` : null}
     ${listing.data && cards.length === 0 ? html`<p class="empty">No projects yet. Create one to start.</p>` : null}
     <ul class="cards">
@@ -50,9 +52,11 @@ export function ProjectsPage() {
   </main>`;
 }
 
-function ProjectForm({ project, domains, onClose, onSaved }) {
+function ProjectForm({ project, domains: loaded, onClose, onSaved }) {
+  const domains = loaded ?? [];  // undefined while GetDomains is on its way: nothing to submit yet
   const current = domains.find((d) => d.id === project?.settings.domainId);
-  const [type, setType] = useState(current?.type ?? "Classification");
+  const [chosenType, setType] = useState(null);
+  const type = chosenType ?? current?.type ?? "Classification";
   const [domainId, setDomainId] = useState(project?.settings.domainId ?? "");
   const [name, setName] = useState(project?.name ?? "");
   const [description, setDescription] = useState(project?.description ?? "");
@@ -88,11 +92,12 @@ function ProjectForm({ project, domains, onClose, onSaved }) {
             checked=${(project?.settings.classificationType ?? "Multiclass") === value} /> ${label}</label>`)}
       </fieldset>` : null}
       <label>Domain <select name="domainId" value=${chosen?.id} onChange=${(e) => setDomainId(e.target.value)}>
+        ${loaded ? null : html`<option value="">loading the domains…</option>`}
         ${choices.map((d) => html`<option value=${d.id}>${d.name}${d.exportable ? " (exportable)" : ""}</option>`)}
       </select></label>
       <${ErrorNote} error=${action.error} />
       <div class="actions"><button type="button" onClick=${onClose}>Cancel</button>
-        <button type="submit" class="primary" disabled=${action.busy}>${project ? "Save" : "Create project"}</button></div>
+        <button type="submit" class="primary" disabled=${action.busy || !chosen}>${project ? "Save" : "Create project"}</button></div>
     </form>
   <//>`;
 }
