@@ -68,7 +68,7 @@ def train_and_publish(http: httpx.Client, resource_id: str) -> tuple[str, str, f
         iteration = http.get(f"{TRAINING_API}/projects/{project}/iterations/{iteration['id']}").json()
     seconds = time.perf_counter() - started
     if iteration["status"] != "Completed":
-        sys.exit(f"bench: training ended {iteration['status']}")
+        raise RuntimeError(f"training ended {iteration['status']}")
     http.post(f"{TRAINING_API}/projects/{project}/iterations/{iteration['id']}/publish",
               params={"publishName": "bench", "predictionId": resource_id}).raise_for_status()
     return project, iteration["id"], seconds
@@ -88,7 +88,10 @@ def main() -> int:
         prediction_key=prediction_key, prediction_resource_id=resource_id,
     ) as server:
         http = httpx.Client(base_url=server.endpoint, headers={"Training-Key": training_key}, timeout=900)
-        project, iteration, training_seconds = train_and_publish(http, resource_id)
+        try:
+            project, iteration, training_seconds = train_and_publish(http, resource_id)
+        except RuntimeError as error:
+            sys.exit(f"bench: {error}; the server's log ends:\n{(Path(directory) / 'server.log').read_text()[-4000:]}")
         print(f"training: quickstart, 40 images, train_project -> Completed in {training_seconds:.1f} s "
               f"(two detectors side by side: one without a held-out fifth, one on all)  goal <= {GOAL_TRAINING_S:g} s: "
               f"{'met' if training_seconds <= GOAL_TRAINING_S else 'MISSED'}")

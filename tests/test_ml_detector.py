@@ -290,3 +290,10 @@ def test_training_is_reproducible_for_a_seed_and_capped_only_by_the_clock(detect
     assert [r.loss for r in side_by_side[0].history_] == [r.loss for r in first.history_]
     assert [r.loss for r in side_by_side[1].history_] == [r.loss for r in fitted(1, step_scale=0.05).history_]
     assert side_by_side[0].predict(images[0]) == first.predict(images[0])
+    # A long training while short ones beside it export (torch.export's modes are process-wide): its steps untouched.
+    alone = fitted(0, step_scale=0.3)
+    with ThreadPoolExecutor(2) as pool:
+        beside = pool.submit(lambda: [fitted(1, step_scale=0.05) for _ in range(3)])
+        long = fitted(0, step_scale=0.3)
+        beside.result()
+    assert [r.loss for r in long.history_] == [r.loss for r in alone.history_]

@@ -20,7 +20,8 @@ import math
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,9 +38,48 @@ from opencustomvision.ml.detection.views import TrainingViews
 __all__ = ["EpochReport", "export_head", "train_head"]
 
 logger = logging.getLogger(__name__)
-# Detectors may train side by side in threads (the evaluator beside the final one): seeding torch's global generator
-# and torch.export (which keeps a global mode stack: two exports at once fail) take turns.
-_GLOBAL_TORCH_STATE = threading.RLock()
+
+
+class _StepsBesideExports:
+    """Detectors train side by side in threads (the evaluator beside the final one): their steps run together, but
+    what changes torch's process-wide state runs alone. torch.export pushes dispatch modes that every thread's
+    operations then go through (two exports at once fail: "Trying to pop empty mode stack"; a step taken during an
+    export would run under them), and the heads' initial weights come from torch's one global generator."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._steps = 0
+        self._alone = 0  # running alone (at most 1) or waiting to
+        self._running_alone = False
+
+    @contextmanager
+    def step(self) -> Iterator[None]:
+        with self._changed:
+            self._changed.wait_for(lambda: self._alone == 0)  # those waiting to run alone go first
+            self._steps += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._steps -= 1
+                self._changed.notify_all()
+
+    @contextmanager
+    def alone(self) -> Iterator[None]:
+        with self._changed:
+            self._alone += 1
+            self._changed.wait_for(lambda: self._steps == 0 and not self._running_alone)
+            self._running_alone = True
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._running_alone = False
+                self._alone -= 1
+                self._changed.notify_all()
+
+
+_TORCH = _StepsBesideExports()
 
 
 @dataclass(frozen=True)
@@ -74,11 +114,11 @@ def train_head(
     steps_per_epoch = math.ceil(images / batch_size)
     warm_up = max(1, min(steps_per_epoch, steps // 4))
 
-    with _GLOBAL_TORCH_STATE:  # the head's initial weights come from torch's one global generator
+    with _TORCH.alone():  # the head's initial weights come from torch's one global generator
         torch.manual_seed(seed)
         head = QualityHead(extractor.channels, config.tag_count, settings.head_width, settings.head_depth)
-    # NHWC: the convolutions of a step run ~2x faster on the CPU than in NCHW (measured on the head's shapes).
-    head = head.to(memory_format=torch.channels_last)
+        # NHWC: the convolutions of a step run ~2x faster on the CPU than in NCHW (measured on the head's shapes).
+        head = head.to(memory_format=torch.channels_last)
     optimiser = torch.optim.AdamW(head.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     planned, capped = steps, False
     stream: list[int] = []  # views to train on, one pass over the images at a time
@@ -94,17 +134,18 @@ def train_head(
             stream += [int(rng.choice(views_of_image[i])) for i in rng.permutation(images)]
         batch, stream = np.sort(stream[:batch_size]), stream[batch_size:]
         _set_learning_rate(optimiser, settings.learning_rate, step, planned, warm_up)
-        features = [torch.from_numpy(level[batch]).float().contiguous(memory_format=torch.channels_last)
-                    for level in views.features]
-        loss, terms = quality_loss(head, *head(*features), torch.from_numpy(views.classes[batch]),
-                                   torch.from_numpy(views.distances[batch]))
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
+        with _TORCH.step():
+            features = [torch.from_numpy(level[batch]).float().contiguous(memory_format=torch.channels_last)
+                        for level in views.features]
+            loss, terms = quality_loss(head, *head(*features), torch.from_numpy(views.classes[batch]),
+                                       torch.from_numpy(views.distances[batch]))
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            for name, value in {"total": loss.item(), **terms}.items():
+                totals[name] = totals.get(name, 0.0) + value
         step += 1
         steps_in_epoch += 1
-        for name, value in {"total": loss.item(), **terms}.items():
-            totals[name] = totals.get(name, 0.0) + value
         step_seconds.append(time.perf_counter() - step_started)
 
         elapsed = time.perf_counter() - started - paused
@@ -134,12 +175,12 @@ def train_head(
 
 def export_head(head: QualityHead, config: DetectorConfig, channels: tuple[int, ...]) -> bytes:
     """The head as ONNX bytes: inputs FEATURE_NAMES for one image, outputs scores and distances."""
-    examples = tuple(
-        torch.zeros(1, c, config.input_size // s, config.input_size // s)
-        for c, s in zip(channels, config.strides, strict=True)
-    )
-    exported = copy.deepcopy(head).to(memory_format=torch.contiguous_format)  # the export traces the layout it is given
-    with _GLOBAL_TORCH_STATE, tempfile.TemporaryDirectory() as directory:
+    with _TORCH.alone(), tempfile.TemporaryDirectory() as directory:
+        examples = tuple(
+            torch.zeros(1, c, config.input_size // s, config.input_size // s)
+            for c, s in zip(channels, config.strides, strict=True)
+        )
+        exported = copy.deepcopy(head).to(memory_format=torch.contiguous_format)  # the export traces the layout it is given
         path = Path(directory) / "head.onnx"
         export_module(
             ExportedQualityHead(exported).eval(),
