@@ -22,7 +22,7 @@ from opencustomvision.domain.resources import create_resource
 from opencustomvision.embeddings import EmbeddingCache, ImagesGone
 from opencustomvision.storage.blobs import LocalBlobStore
 from opencustomvision.storage.db import create_db_engine, migrate, session_factory
-from opencustomvision.storage.models import ImageEmbedding, Resource
+from opencustomvision.storage.models import Image, ImageEmbedding, Resource
 from tests.conftest import _database_url
 
 
@@ -52,7 +52,8 @@ def jpeg(number: int) -> bytes:
     return buffer.getvalue()
 
 
-def test_a_training_arriving_mid_caption_embeds_nothing_twice_and_waits_only_for_a_few(tmp_path: Path) -> None:
+def stored_images(tmp_path: Path, count: int):  # type: ignore[no-untyped-def]
+    """A fresh database and blob store holding one project of ``count`` distinct JPEGs: (engine, sessions, blobs, ids)."""
     engine = create_db_engine(_database_url(tmp_path))
     migrate(engine)
     sessions = session_factory(engine)
@@ -61,9 +62,14 @@ def test_a_training_arriving_mid_caption_embeds_nothing_twice_and_waits_only_for
     with sessions() as session:
         create_resource(session, name)
         project = create_project(session, session.scalars(select(Resource).where(Resource.name == name)).one().id, name=name)
-        outcomes = create_images(session, blobs, project, [ImageInput(data=jpeg(number)) for number in range(24)])
+        outcomes = create_images(session, blobs, project, [ImageInput(data=jpeg(number)) for number in range(count)])
         image_ids = [outcome.image.id for outcome in outcomes if outcome.image is not None]
-    assert len(image_ids) == 24
+    assert len(image_ids) == count
+    return engine, sessions, blobs, image_ids
+
+
+def test_a_training_arriving_mid_caption_embeds_nothing_twice_and_waits_only_for_a_few(tmp_path: Path) -> None:
+    engine, sessions, blobs, image_ids = stored_images(tmp_path, 24)
     backbone = UnhurriedBackbone(seconds=0.05)
     cache = EmbeddingCache(blobs)
 
@@ -94,15 +100,9 @@ def test_a_training_arriving_mid_caption_embeds_nothing_twice_and_waits_only_for
 
 
 def test_images_deleted_before_they_are_embedded_are_named(tmp_path: Path) -> None:
-    engine = create_db_engine(_database_url(tmp_path))
-    migrate(engine)
-    sessions = session_factory(engine)
-    blobs = LocalBlobStore(tmp_path / "blobs")
-    name = f"embeddings-{uuid.uuid4().hex[:8]}"
+    engine, sessions, blobs, ids = stored_images(tmp_path, 3)
     with sessions() as session:
-        create_resource(session, name)
-        project = create_project(session, session.scalars(select(Resource).where(Resource.name == name)).one().id, name=name)
-        stored = [outcome.image for outcome in create_images(session, blobs, project, [ImageInput(data=jpeg(n)) for n in range(3)])]
+        stored = [session.get(Image, image_id) for image_id in ids]
         cache = EmbeddingCache(blobs)
         with pytest.raises(ImagesGone) as no_row:
             cache.for_images(session, [stored[0].id, "5c0ffee0-0000-4000-8000-00000000dead"], UnhurriedBackbone(0))  # type: ignore[arg-type]
