@@ -215,6 +215,9 @@ http {
     client_max_body_size 600m;
     upstream ocv {
 $upstreams        keepalive 64;
+        # Below uvicorn's 5 s keep-alive: nginx lets an idle connection go before the replica closes it, so a
+        # request is never sent on a connection the replica is closing (a POST there would be answered 502).
+        keepalive_timeout 4s;
     }
     server {
         listen 127.0.0.1:$NGINX_PORT;

@@ -9,11 +9,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
+from opencustomvision.api.deps import get_session
 from opencustomvision.app import build_services
 from opencustomvision.cli import prepare_default_resource
 from opencustomvision.config import Settings
@@ -21,6 +23,7 @@ from opencustomvision.domain.errors import DomainError
 from opencustomvision.domain.predictions import PREDICTION_IMAGE_LIMITS, predict
 from opencustomvision.imaging.decode import ImageFormatError, prepare_image
 from opencustomvision.storage.blobs import LocalBlobStore
+from opencustomvision.storage.db import create_db_engine, session_factory
 from opencustomvision.storage.models import Image as StoredImage
 from opencustomvision.storage.models import Iteration
 from opencustomvision.storage.sweep import sweep_orphan_blobs
@@ -151,3 +154,25 @@ def test_blobs_left_by_a_killed_upload_are_swept(tmp_path: Path) -> None:
         with services.sessions() as session:  # a fresh blob (an upload still under way elsewhere) is left alone
             services.blobs.put(left_behind[0], b"being written now")
             assert sweep_orphan_blobs(session, services.blobs, grace_seconds=3600) == []
+
+
+def test_a_session_whose_connection_the_database_dropped_closes_quietly_after_the_answer() -> None:
+    """Once a fleet test's answer got a 502: PostgreSQL restarted after the handler had answered, the request's
+    session failed to roll back on closing, and uvicorn dropped the kept-alive connection nginx was reusing."""
+    url = os.environ.get("OCV_TEST_DATABASE_URL")
+    if not url:
+        pytest.skip("needs PostgreSQL (OCV_TEST_DATABASE_URL): a backend terminated from another connection")
+    engine = create_db_engine(url)
+    sessions = session_factory(engine)
+    try:
+        dependency = get_session(SimpleNamespace(sessions=sessions))  # type: ignore[arg-type]
+        session = next(dependency)
+        backend = session.execute(text("SELECT pg_backend_pid()")).scalar_one()  # a transaction is open
+        with engine.connect() as other:
+            assert other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend}).scalar_one()
+        with pytest.raises(StopIteration):  # the dependency's exit, as FastAPI runs it after the response
+            next(dependency)
+        with sessions() as fresh:  # the pool replaced the dead connection
+            assert fresh.execute(text("SELECT 1")).scalar_one() == 1
+    finally:
+        engine.dispose()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from opencustomvision.captioning import BackgroundCaptioner
@@ -20,6 +22,8 @@ from opencustomvision.jobs.queue import JobQueue
 from opencustomvision.storage.blobs import BlobStore
 from opencustomvision.storage.models import Resource
 from opencustomvision.storage.signing import BlobLinkSigner
+
+logger = logging.getLogger(__name__)
 
 TRAINING_KEY_HEADERS = ("training-key", "ocp-apim-subscription-key")
 
@@ -43,8 +47,24 @@ def get_services(request: Request) -> Services:
 
 
 def get_session(services: Annotated[Services, Depends(get_services)]) -> Iterator[Session]:
-    with services.sessions() as session:
+    session = services.sessions()
+    try:
         yield session
+    finally:
+        close_after_response(session)
+
+
+def close_after_response(session: Session) -> None:
+    """Close a request's session once its answer has gone out.
+
+    A database that dropped the connection meanwhile (a restart) makes the closing rollback fail; raising then
+    would not change the answer, but uvicorn would close the kept-alive connection that a proxy may already be
+    reusing for the next request, which the proxy then answers with 502."""
+    try:
+        session.close()
+    except DBAPIError as error:
+        logger.warning("closing a session whose database connection was lost: %s", error.orig or error)
+        session.invalidate()
 
 
 def resource_for_headers(request: Request, session: Session, header_names: tuple[str, ...],
