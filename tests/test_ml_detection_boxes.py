@@ -99,6 +99,18 @@ def test_per_class_nms_never_suppresses_across_classes() -> None:
     np.testing.assert_array_equal(per_class_non_maximum_suppression(boxes, scores, classes, 0.5), [1, 0])
 
 
+@pytest.mark.parametrize("max_kept", [None, 200, 7])
+def test_per_class_nms_keeps_what_a_pass_per_class_keeps(max_kept: int | None) -> None:
+    rng = np.random.default_rng(3)
+    corners = rng.uniform(0, 1, size=(1000, 2))
+    boxes = np.hstack([corners, corners + rng.uniform(0.01, 0.5, size=(1000, 2))])
+    scores, classes = rng.uniform(size=1000), rng.integers(0, 4, size=1000) * 5  # class ids need not be 0..k-1
+    per_class = np.concatenate([members[non_maximum_suppression(boxes[members], scores[members], 0.5)]
+                                for members in (np.flatnonzero(classes == c) for c in np.unique(classes))])
+    expected = per_class[np.argsort(-scores[per_class], kind="stable")][:max_kept]
+    np.testing.assert_array_equal(per_class_non_maximum_suppression(boxes, scores, classes, 0.5, max_kept), expected)
+
+
 def test_distance_coding_hand_computed_and_inverted() -> None:
     points = np.array([[8.0, 8.0], [24.0, 40.0]])
     boxes = np.array([[0.0, 4.0, 16.0, 12.0], [10.0, 20.0, 50.0, 60.0]])
