@@ -3,7 +3,7 @@
 One estimator, ``TagClassifier``, covers both project types:
 
 * **Multiclass** (each image has exactly one tag): a multinomial logistic regression (softmax,
-  scikit-learn's ``LogisticRegression`` with L-BFGS) over the tags, so the probabilities of an
+  scikit-learn's ``LogisticRegression`` model, solved with SciPy's L-BFGS) over the tags, so the probabilities of an
   image sum to 1. The Negative tag is an ordinary class here, so its probability is reported like
   any other tag's.
 * **Multilabel** (each image has any subset of the tags): one L2-regularised logistic regression
@@ -32,12 +32,12 @@ Arrays in, arrays out: nothing here knows about databases or HTTP.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final, Literal, get_args
 
 import numpy as np
 from scipy.optimize import minimize
-from scipy.special import expit, softmax
+from scipy.special import expit, logsumexp, softmax
 from threadpoolctl import threadpool_limits
 
 # scikit-learn is imported where a head is fitted, not here: a process that only predicts
@@ -58,10 +58,9 @@ Mode = Literal["Multiclass", "Multilabel"]
 
 
 def import_solvers() -> None:
-    """Import scikit-learn's parts now (~1 s of CPU): the service does it in the background at start, so that
-    its first training does not pay for it; every other process imports them when a fit first needs them."""
-    import sklearn.exceptions
-    import sklearn.linear_model
+    """Import scikit-learn's fold splitter now (most of a second of CPU): the service does it in the background
+    at start, so that its first training does not pay for it; every other process imports it when a fit first
+    needs it."""
     import sklearn.model_selection  # noqa: F401
 MODES: Final[tuple[str, ...]] = get_args(Mode)
 
@@ -218,15 +217,12 @@ class TagClassifier:
         two tags have images. Multilabel: any rows, but the Negative tag never with another tag.
         """
         X, Y = self.check_training_data(X, Y, tag_ids)
-        from sklearn.exceptions import ConvergenceWarning
-
         features = l2_normalise(X)
         # Tiny problems on few cores: multi-threaded BLAS only adds contention (measured 5-15x
-        # slower with 2 threads on 2 cores than with 1).
-        with threadpool_limits(limits=1), warnings.catch_warnings():
-            # L-BFGS on separable data at large C creeps towards infinite weights; the iterate it
-            # stops at is a fine classifier, and cross-validation judges it on held-out data anyway.
-            warnings.filterwarnings("ignore", category=ConvergenceWarning)
+        # slower with 2 threads on 2 cores than with 1). L-BFGS on separable data at large C creeps
+        # towards infinite weights until max_iter; the iterate it stops at is a fine classifier, and
+        # cross-validation judges it on held-out data anyway.
+        with threadpool_limits(limits=1):
             # Fitting in the span of the training rows is exact (the L2 penalty pushes every weight
             # outside the span to zero and L-BFGS leaves the intercept unpenalised) and, with fewer
             # images than embedding dimensions, faster (measured 2-3x at 160 and 500 x 1280).
@@ -390,8 +386,13 @@ class TagClassifier:
 def _fit_softmax(
     features: np.ndarray, labels: np.ndarray, n_tags: int, C: float, start: tuple[np.ndarray, np.ndarray] | None, max_iter: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Multinomial logistic regression (scikit-learn, L-BFGS) laid out over all ``n_tags`` columns.
+    """Multinomial logistic regression laid out over all ``n_tags`` columns.
 
+    scikit-learn's ``LogisticRegression(C=C, solver="lbfgs")`` model: with two classes one logit, that of
+    ``classes[1]`` (softmax over (0, z) is sigmoid(z)); with more, one logit a class, all weights penalised
+    alike. Solved here directly, as ``_fit_one_vs_rest`` is: scikit-learn's input checks cost more than the
+    optimisation on these small problems (measured, quickstart warm training: 79 % of the job in
+    ``LogisticRegression.fit``, half of it outside L-BFGS).
     Tags without a training image get zero weights and a -inf intercept: probability exactly 0.
     """
     coef = np.zeros((n_tags, features.shape[1]))
@@ -400,21 +401,33 @@ def _fit_softmax(
     if classes.size < 2:  # an inner training fold can lack tags; the one left is then certain
         intercept[classes] = 0.0
         return coef, intercept
-    from sklearn.linear_model import LogisticRegression
-
-    model = LogisticRegression(C=C, solver="lbfgs", max_iter=max_iter, warm_start=start is not None)
-    if start is not None:
-        # scikit-learn's warm start reads coef_/intercept_ already on the estimator. Binary problems
-        # have a single logit: the one of classes[1] (classes[0]'s is 0, see below).
-        rows = classes[1:] if classes.size == 2 else classes
-        model.coef_, model.intercept_ = start[0][rows].copy(), start[1][rows].copy()
-    model.fit(features, labels)
     if classes.size == 2:
-        # Binary: one logit z for classes[1]; softmax over (0, z) is sigmoid(z).
-        coef[classes[1]], intercept[classes[1]] = model.coef_[0], model.intercept_[0]
+        positive = classes[1:]
+        begin = None if start is None else (start[0][positive], start[1][positive])
+        coef[positive], intercept[positive] = _fit_one_vs_rest(features, (labels == classes[1])[:, np.newaxis].astype(np.int64),
+                                                               C, begin, max_iter)
         intercept[classes[0]] = 0.0
-    else:
-        coef[classes], intercept[classes] = model.coef_, model.intercept_
+        return coef, intercept
+    n, width = features.shape
+    targets = (labels[:, np.newaxis] == classes[np.newaxis, :]).astype(np.float64)
+    penalty = 1.0 / (C * n)
+
+    def objective(flat: np.ndarray) -> tuple[float, np.ndarray]:
+        params = flat.reshape(classes.size, width + 1)  # each row: weights, then intercept
+        weights, biases = params[:, :width], params[:, width]
+        logits = features @ weights.T + biases
+        log_normaliser = logsumexp(logits, axis=1)
+        value = (log_normaliser.sum() - (targets * logits).sum()) / n + 0.5 * penalty * np.sum(weights**2)
+        residuals = (np.exp(logits - log_normaliser[:, np.newaxis]) - targets) / n
+        gradient = np.hstack([residuals.T @ features + penalty * weights, residuals.sum(axis=0)[:, np.newaxis]])
+        return float(value), gradient.ravel()
+
+    initial = np.zeros((classes.size, width + 1))
+    if start is not None:
+        initial[:, :width] = start[0][classes]
+        initial[:, width] = np.where(np.isfinite(start[1][classes]), start[1][classes], 0.0)
+    params = _minimise(objective, initial, max_iter)
+    coef[classes], intercept[classes] = params[:, :width], params[:, width]
     return coef, intercept
 
 
@@ -455,17 +468,17 @@ def _fit_one_vs_rest(
     if start is not None:
         initial[:, :width] = start[0][learnable]
         initial[:, width] = np.where(np.isfinite(start[1][learnable]), start[1][learnable], 0.0)
-    result = minimize(
-        objective,
-        initial.ravel(),
-        jac=True,
-        method="L-BFGS-B",
-        # scikit-learn's settings for lbfgs (tol=1e-4), so results match LogisticRegression's.
-        options={"maxiter": max_iter, "maxls": 50, "gtol": 1e-4, "ftol": 64 * np.finfo(float).eps},
-    )
-    params = result.x.reshape(learnable.size, width + 1)
+    params = _minimise(objective, initial, max_iter)
     coef[learnable], intercept[learnable] = params[:, :width], params[:, width]
     return coef, intercept
+
+
+def _minimise(objective: Callable[[np.ndarray], tuple[float, np.ndarray]], initial: np.ndarray, max_iter: int) -> np.ndarray:
+    """L-BFGS-B from ``initial`` with scikit-learn's settings for lbfgs (tol=1e-4), so results match its
+    LogisticRegression's; the solution has ``initial``'s shape."""
+    result = minimize(objective, initial.ravel(), jac=True, method="L-BFGS-B",
+                      options={"maxiter": max_iter, "maxls": 50, "gtol": 1e-4, "ftol": 64 * np.finfo(float).eps})
+    return result.x.reshape(initial.shape)
 
 
 def _parse_cv_folds(text: str) -> int | Literal["auto"]:
