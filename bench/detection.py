@@ -1,7 +1,7 @@
 """Object detection benchmark: quality on every shared detection set, training time, latency.
 
     .venv/bin/python bench/detection.py [--datasets quickstart,raccoon,bccd,fruit] [--seeds 0]
-                                        [--threads 1] [--checkpoints 0] [--latency-runs 50]
+                                        [--threads 1] [--checkpoints 0] [--latency-runs 50] [--views-per-image 8]
                                         [--curve raccoon,bccd --curve-scales 0.25,0.5,1,2]
                                         [--cache-dir /tmp/ocv_detection_cache]
 
@@ -42,7 +42,7 @@ import statistics
 import sys
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from defusedxml import ElementTree
@@ -53,6 +53,7 @@ from opencustomvision.inference import DETECTION_DECODE_SIDE
 from opencustomvision.ml.detection import DetectionModel, ObjectDetector, evaluate_detections
 from opencustomvision.ml.detection.coco_evaluation import coco_evaluation
 from opencustomvision.ml.detection.features import preprocess_stretched
+from opencustomvision.ml.detection.settings import TrainingSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -188,7 +189,8 @@ def evaluate(model: DetectionModel, dataset: Dataset):  # type: ignore[no-untype
 
 def make_detector(args: argparse.Namespace, seed: int, step_scale: float = 1.0) -> ObjectDetector:
     return ObjectDetector(args.backbone, cache_dir=args.cache_dir, time_budget_seconds=args.time_budget,
-                          seed=seed, threads=args.threads, step_scale=step_scale)
+                          seed=seed, threads=args.threads, step_scale=step_scale,
+                          settings=replace(TrainingSettings(), views_per_image=args.views_per_image))
 
 
 def train_and_evaluate(dataset: Dataset, args: argparse.Namespace, seed: int, step_scale: float = 1.0,
@@ -292,6 +294,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--time-budget", type=float, default=600.0, help="cap in seconds per training (reported when it bites)")
     parser.add_argument("--seeds", default="0", help="comma-separated training seeds")
+    parser.add_argument("--views-per-image", type=int, default=TrainingSettings().views_per_image,
+                        help="augmented views cached per training image (the service's setting by default)")
     parser.add_argument("--checkpoints", type=int, default=0, help="test-set evaluations during training (a curve)")
     parser.add_argument("--curve", default="", help="sets to train at --curve-scales times the chosen steps")
     parser.add_argument("--curve-scales", default="0.25,0.5,1,2")

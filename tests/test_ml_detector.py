@@ -27,6 +27,7 @@ from opencustomvision.ml.detection.augment import AugmentationSettings, random_v
 from opencustomvision.ml.detection.settings import planned_steps
 from opencustomvision.ml.detection.boxes import box_area, ltwh_to_xyxy, pairwise_iou
 from opencustomvision.ml.detection.features import (
+    FEATURE_NAMES,
     FEATURE_STRIDES,
     FeatureExtractor,
     preprocess_stretched,
@@ -146,6 +147,30 @@ def test_multiscale_onnx_matches_torch_at_any_multiple_of_32(detection_cache: Pa
             np.testing.assert_allclose(onnx_map, torch_map, atol=2e-3, rtol=1e-3)
     with pytest.raises(ValueError, match="multiples of 32"):
         extractor.run(np.zeros((1, 3, 100, 100), np.float32))
+
+
+def test_exported_head_computes_what_the_torch_head_computes() -> None:
+    torch = pytest.importorskip("torch")
+    import onnxruntime as ort
+
+    from opencustomvision.ml.detection.head import ExportedQualityHead, QualityHead
+    from opencustomvision.ml.detection.model import DISTANCES_OUTPUT, SCORES_OUTPUT, DetectorConfig
+    from opencustomvision.ml.detection.training import export_head
+
+    torch.manual_seed(0)
+    channels = (40, 112, 1280)
+    head = QualityHead(channels, class_count=3).eval()
+    session = ort.InferenceSession(export_head(head, DetectorConfig(LITE0, 320, 3, FEATURE_STRIDES), channels),
+                                   providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == list(FEATURE_NAMES)
+    rng = np.random.default_rng(1)
+    features = [rng.normal(size=(1, c, 320 // s, 320 // s)).astype(np.float32) for c, s in zip(channels, FEATURE_STRIDES)]
+    scores, distances = session.run([SCORES_OUTPUT, DISTANCES_OUTPUT], dict(zip(FEATURE_NAMES, features)))
+    with torch.no_grad():
+        expected = ExportedQualityHead(head)(*(torch.from_numpy(f) for f in features))
+    assert scores.shape == (1, 2100, 3) and distances.shape == (1, 2100, 4)
+    np.testing.assert_allclose(scores, expected[0].numpy(), atol=1e-5)
+    np.testing.assert_allclose(distances, expected[1].numpy(), atol=1e-4)
 
 
 def test_stretched_preprocessing_keeps_the_whole_image() -> None:
