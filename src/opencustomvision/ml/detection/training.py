@@ -43,9 +43,10 @@ logger = logging.getLogger(__name__)
 
 class _StepsBesideExports:
     """Detectors train side by side in threads (the evaluator beside the final one): their steps run together, but
-    what changes torch's process-wide state runs alone. torch.export pushes dispatch modes that every thread's
-    operations then go through (two exports at once fail: "Trying to pop empty mode stack"; a step taken during an
-    export would run under them), and the heads' initial weights come from torch's one global generator."""
+    what changes torch's process-wide state runs alone. An ONNX export sets torch-wide state that every thread's
+    operations then see (torch.onnx's in-export flag; torch.export, used before, pushed dispatch modes, and two
+    exports at once failed: "Trying to pop empty mode stack"), and the heads' initial weights come from torch's one
+    global generator."""
 
     def __init__(self) -> None:
         self._changed = threading.Condition()
