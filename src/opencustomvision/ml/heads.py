@@ -408,26 +408,8 @@ def _fit_softmax(
                                                                C, begin, max_iter)
         intercept[classes[0]] = 0.0
         return coef, intercept
-    n, width = features.shape
     targets = (labels[:, np.newaxis] == classes[np.newaxis, :]).astype(np.float64)
-    penalty = 1.0 / (C * n)
-
-    def objective(flat: np.ndarray) -> tuple[float, np.ndarray]:
-        params = flat.reshape(classes.size, width + 1)  # each row: weights, then intercept
-        weights, biases = params[:, :width], params[:, width]
-        logits = features @ weights.T + biases
-        log_normaliser = logsumexp(logits, axis=1)
-        value = (log_normaliser.sum() - (targets * logits).sum()) / n + 0.5 * penalty * np.sum(weights**2)
-        residuals = (np.exp(logits - log_normaliser[:, np.newaxis]) - targets) / n
-        gradient = np.hstack([residuals.T @ features + penalty * weights, residuals.sum(axis=0)[:, np.newaxis]])
-        return float(value), gradient.ravel()
-
-    initial = np.zeros((classes.size, width + 1))
-    if start is not None:
-        initial[:, :width] = start[0][classes]
-        initial[:, width] = np.where(np.isfinite(start[1][classes]), start[1][classes], 0.0)
-    params = _minimise(objective, initial, max_iter)
-    coef[classes], intercept[classes] = params[:, :width], params[:, width]
+    coef[classes], intercept[classes] = _fit_penalised(features, targets, _softmax_loss, C, start, classes, max_iter)
     return coef, intercept
 
 
@@ -445,32 +427,57 @@ def _fit_one_vs_rest(
     Columns on no image or on every image get zero weights and a -inf / +inf intercept: a constant
     probability of exactly 0 / 1.
     """
-    n, width = features.shape
-    coef = np.zeros((Y.shape[1], width))
+    coef = np.zeros((Y.shape[1], features.shape[1]))
     intercept = np.where(Y.all(axis=0), np.inf, -np.inf)
     learnable = np.flatnonzero(Y.min(axis=0) != Y.max(axis=0))
     if learnable.size == 0:
         return coef, intercept
     targets = Y[:, learnable].astype(np.float64)
+    coef[learnable], intercept[learnable] = _fit_penalised(features, targets, _logistic_loss, C, start, learnable, max_iter)
+    return coef, intercept
+
+
+def _softmax_loss(logits: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
+    """Summed categorical log-loss of one-hot ``targets``, and its gradient with respect to the logits."""
+    log_normaliser = logsumexp(logits, axis=1)
+    return float(log_normaliser.sum() - (targets * logits).sum()), np.exp(logits - log_normaliser[:, np.newaxis]) - targets
+
+
+def _logistic_loss(logits: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
+    """Summed per-column binary log-loss of 0/1 ``targets``, and its gradient with respect to the logits."""
+    # log(1 + e^z) - y z is the log-loss of a logit z; logaddexp keeps it finite for large |z|.
+    return float((np.logaddexp(0.0, logits) - targets * logits).sum()), expit(logits) - targets
+
+
+def _fit_penalised(
+    features: np.ndarray,
+    targets: np.ndarray,
+    loss: Callable[[np.ndarray, np.ndarray], tuple[float, np.ndarray]],
+    C: float,
+    start: tuple[np.ndarray, np.ndarray] | None,
+    rows: np.ndarray,
+    max_iter: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weights (k, d) and intercepts (k,) of the logits of ``targets``' k columns: mean ``loss`` + ||w||^2 / (2 C n),
+    intercepts unpenalised (scikit-learn's objective), from ``start``'s ``rows`` if given (a non-finite intercept
+    starts at 0)."""
+    n, width = features.shape
     penalty = 1.0 / (C * n)
 
     def objective(flat: np.ndarray) -> tuple[float, np.ndarray]:
-        params = flat.reshape(learnable.size, width + 1)  # each row: weights, then intercept
+        params = flat.reshape(targets.shape[1], width + 1)  # each row: weights, then intercept
         weights, biases = params[:, :width], params[:, width]
-        logits = features @ weights.T + biases
-        # log(1 + e^z) - y z is the log-loss of a logit z; logaddexp keeps it finite for large |z|.
-        value = (np.logaddexp(0.0, logits) - targets * logits).sum() / n + 0.5 * penalty * np.sum(weights**2)
-        residuals = (expit(logits) - targets) / n
+        value, residuals = loss(features @ weights.T + biases, targets)
+        residuals = residuals / n
         gradient = np.hstack([residuals.T @ features + penalty * weights, residuals.sum(axis=0)[:, np.newaxis]])
-        return float(value), gradient.ravel()
+        return value / n + 0.5 * penalty * float(np.sum(weights**2)), gradient.ravel()
 
-    initial = np.zeros((learnable.size, width + 1))
+    initial = np.zeros((targets.shape[1], width + 1))
     if start is not None:
-        initial[:, :width] = start[0][learnable]
-        initial[:, width] = np.where(np.isfinite(start[1][learnable]), start[1][learnable], 0.0)
+        initial[:, :width] = start[0][rows]
+        initial[:, width] = np.where(np.isfinite(start[1][rows]), start[1][rows], 0.0)
     params = _minimise(objective, initial, max_iter)
-    coef[learnable], intercept[learnable] = params[:, :width], params[:, width]
-    return coef, intercept
+    return params[:, :width], params[:, width]
 
 
 def _minimise(objective: Callable[[np.ndarray], tuple[float, np.ndarray]], initial: np.ndarray, max_iter: int) -> np.ndarray:
