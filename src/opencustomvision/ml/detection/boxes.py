@@ -56,9 +56,6 @@ def clip_boxes(boxes: np.ndarray | list, width: float = 1.0, height: float = 1.0
     return boxes
 
 
-_NMS_BLOCK = 64
-
-
 def pairwise_iou(a: np.ndarray | list, b: np.ndarray | list) -> np.ndarray:
     """(N, M) intersection over union of every xyxy box in ``a`` with every one in ``b``.
 
@@ -72,6 +69,10 @@ def pairwise_iou(a: np.ndarray | list, b: np.ndarray | list) -> np.ndarray:
     intersection = np.maximum(width, 0.0, out=width) * np.maximum(height, 0.0, out=height)
     union = box_area(a)[:, None] + box_area(b)[None, :] - intersection
     return np.divide(intersection, union, out=np.zeros_like(intersection), where=union > 0)
+
+
+# Candidates a greedy NMS step takes at once (measured 32 / 64 / 128 on a detector's candidates: 64 fastest).
+_NMS_BLOCK = 64
 
 
 def non_maximum_suppression(
